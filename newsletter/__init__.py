@@ -1,0 +1,1 @@
+"""newsletter: a self-hosted, CLI-first email newsletter dispatcher."""

@@ -1,0 +1,62 @@
+"""What every command shares: the config path, the settings, the engine and sessions.
+
+All wiring happens here: the config file becomes typed settings, the settings become an
+engine; commands ask for a transaction and call one core function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from ..config import Settings, database_url, load_settings
+from ..errors import StoreError
+from ..store import connect, session_factory
+from ..store.migrate import require_current
+
+
+@dataclass
+class AppContext:
+    config_path: Path
+    _settings: Settings | None = None
+    _engine: Engine | None = None
+    _checked: bool = field(default=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = connect(database_url(self.settings))
+        return self._engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error."""
+        try:
+            if not self._checked:
+                require_current(self.engine)
+                self._checked = True
+            with session_factory(self.engine)() as session, session.begin():
+                yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreError(f"database error: {str(exc.orig).strip().splitlines()[0]}") from exc
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    return ctx.find_root().obj

@@ -1,0 +1,250 @@
+"""`newsletter subscriber add|list|show|export|unsubscribe|erase|import`."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from ..errors import ImportFileError, InvalidInputError
+from ..subscribers import service
+from ..subscribers.export import write_csv
+from ..subscribers.importer import import_subscribers
+from .context import app_context
+from .output import console, err_console, print_json, print_json_array
+
+sub_app = typer.Typer(help="Subscribers: add, import, list, export, erase.", no_args_is_help=True)
+
+LIST_OPT = typer.Option(None, "--list", "-l", help="Only members of this list.")
+JSON_OPT = typer.Option(False, "--json", help="JSON output.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sub_app, name="subscriber")
+
+
+def _status(confirmed: bool, unconfirmed: bool) -> str:
+    if confirmed and unconfirmed:
+        raise typer.BadParameter("use either --confirmed or --unconfirmed")
+    return "unconfirmed" if unconfirmed else "active"
+
+
+@sub_app.command("add")
+def add(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="Email address."),
+    name: str = typer.Option("", "--name", "-n", help="Display name."),
+    lists: list[str] = typer.Option([], "--list", "-l", help="Add to this list (repeatable)."),
+    confirmed: bool = typer.Option(False, "--confirmed", help="Active at once (the default)."),
+    unconfirmed: bool = typer.Option(
+        False, "--unconfirmed", help="Unconfirmed: receives nothing until confirmed."
+    ),
+) -> None:
+    """Add a subscriber (active unless --unconfirmed), or add an existing one to lists."""
+    status = _status(confirmed, unconfirmed)
+    with app_context(ctx).transaction() as session:
+        sub, created = service.add_subscriber(session, email, name=name, lists=lists, status=status)
+        names = [m.name for m in sub.lists]
+    verb = "Added" if created else "Updated"
+    where = f" to {', '.join(names)}" if names else ""
+    console.print(f"{verb} {sub.email} ({sub.status}, id {sub.id}){where}.")
+
+
+@sub_app.command("list")
+def list_(
+    ctx: typer.Context,
+    list_name: str | None = LIST_OPT,
+    status: str | None = typer.Option(None, "--status", help="Only this status."),
+    search: str | None = typer.Option(None, "--search", "-s", help="Substring of email or name."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List subscribers (streams: works on millions)."""
+    with app_context(ctx).transaction() as session:
+        subs = service.iter_subscribers(
+            session, list_name=list_name, status=status, search=search, limit=limit
+        )
+        if as_json:
+            print_json_array(service.summary_row(s) for s in subs)
+            return
+        table = Table("id", "email", "name", "status", "lists")
+        for s in subs:
+            table.add_row(str(s.id), s.email, s.name, s.status, ", ".join(m.name for m in s.lists))
+        console.print(table)
+
+
+@sub_app.command("show")
+def show(
+    ctx: typer.Context,
+    who: str = typer.Argument(..., help="Email address or id."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Everything held on one person: fields, lists, history and consent records."""
+    with app_context(ctx).transaction() as session:
+        data = service.person_data(service.find_subscriber(session, who))
+    if as_json:
+        print_json(data)
+        return
+    for key in ("id", "email", "name", "status", "source", "created_at", "confirmed_at"):
+        console.print(f"{key:<13} {data[key] if data[key] is not None else ''}")
+    console.print(f"{'lists':<13} {', '.join(data['lists'])}")
+    if data["attributes"]:
+        console.print(f"{'attributes':<13} {data['attributes']}")
+    for e in data["events"]:
+        console.print(f"  {e['at']}  {e['kind']:<12} {e['source']} {e['ip']} {e['detail'] or ''}")
+
+
+@sub_app.command("export")
+def export(
+    ctx: typer.Context,
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
+    list_name: str | None = LIST_OPT,
+    status: str | None = typer.Option(None, "--status", help="Only this status."),
+) -> None:
+    """Export subscribers as CSV (formula-safe for spreadsheets)."""
+    with app_context(ctx).transaction() as session:
+        subs = service.iter_subscribers(session, list_name=list_name, status=status)
+        if out is None:
+            write_csv(subs, sys.stdout)
+            return
+        try:
+            with out.open("w", encoding="utf-8", newline="") as fh:
+                n = write_csv(subs, fh)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write {out}: {exc.strerror}") from None
+    err_console.print(f"Exported {n} subscribers to {out}.")
+
+
+@sub_app.command("unsubscribe")
+def unsubscribe(
+    ctx: typer.Context,
+    who: str = typer.Argument(..., help="Email address or id."),
+    reason: str = typer.Option("", "--reason", help="Kept in the history."),
+) -> None:
+    """Unsubscribe someone (idempotent)."""
+    with app_context(ctx).transaction() as session:
+        sub = service.find_subscriber(session, who)
+        changed = service.unsubscribe(session, sub, source="cli", reason=reason)
+    console.print(f"{sub.email} {'unsubscribed' if changed else 'was already unsubscribed'}.")
+
+
+@sub_app.command("erase")
+def erase(
+    ctx: typer.Context,
+    who: str = typer.Argument(..., help="Email address or id."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """GDPR erasure: delete the person's data, keep only a hash so they are never re-added."""
+    nl = app_context(ctx)
+    if not yes and not typer.confirm(f"Erase {who} and all their data?", err=True):
+        raise typer.Exit(1)
+    with nl.transaction() as session:
+        sub = service.find_subscriber(session, who)
+        email = sub.email
+        service.erase(session, sub)
+    console.print(f"Erased {email}; a suppression hash keeps the address from coming back.")
+
+
+def _parse_maps(maps: list[str]) -> dict[str, str]:
+    result = {}
+    for item in maps:
+        fld, sep, column = item.partition("=")
+        if not sep or not fld.strip() or not column.strip():
+            raise typer.BadParameter(f"expected FIELD=COLUMN, got {item!r}", param_hint="--map")
+        result[fld.strip()] = column.strip()
+    return result
+
+
+@sub_app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV file (comma, semicolon or tab; UTF-8)."),
+    list_name: str | None = typer.Option(None, "--list", "-l", help="Add everyone to this list."),
+    preset: str = typer.Option(
+        "auto", "--preset", help="auto, mailchimp, substack, listmonk or generic."
+    ),
+    maps: list[str] = typer.Option(
+        [],
+        "--map",
+        help="FIELD=COLUMN (email, name, first_name, last_name, status, or any "
+        "attribute name). Repeatable.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would happen; change nothing."
+    ),
+    report: Path | None = typer.Option(
+        None, "--report", help="Write rejected, duplicate and suppressed rows here (CSV)."
+    ),
+    confirmed: bool = typer.Option(False, "--confirmed", help="New people are active (default)."),
+    unconfirmed: bool = typer.Option(False, "--unconfirmed", help="New people are unconfirmed."),
+) -> None:
+    """Import subscribers from a CSV export (Mailchimp, Substack, listmonk or any CSV)."""
+    status = _status(confirmed, unconfirmed)
+    mapping = _parse_maps(maps)
+    nl = app_context(ctx)
+    _ = nl.settings  # a config error is reported before the file is touched
+    try:
+        raw = file.open("rb")
+        size = file.stat().st_size
+    except OSError as exc:
+        raise ImportFileError(f"cannot open {file}: {exc.strerror}") from None
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(raw)
+        report_fh = None
+        if report is not None:
+            try:
+                report_fh = stack.enter_context(report.open("w", encoding="utf-8", newline=""))
+            except OSError as exc:
+                raise ImportFileError(f"cannot write report {report}: {exc.strerror}") from None
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("Importing"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+                disable=size < 5_000_000 or not err_console.is_terminal,
+            )
+        )
+        task = progress.add_task("import", total=size)
+        with nl.transaction() as session:
+            result = import_subscribers(
+                session,
+                raw,
+                name=file.name,
+                preset=preset,
+                mapping=mapping,
+                list_name=list_name,
+                status=status,
+                dry_run=dry_run,
+                report=report_fh,
+                progress=lambda n: progress.update(task, completed=n),
+            )
+    c = result.counts
+    head = "Dry run, nothing changed" if dry_run else "Imported"
+    console.print(
+        f"{head}: {result.rows} rows ({result.preset} format): {c['new']} new, "
+        f"{c['updated']} updated, {c['unchanged']} unchanged, {c['duplicate']} duplicate in file, "
+        f"{c['suppressed']} suppressed, {c['rejected']} rejected."
+    )
+    if list_name:
+        console.print(f"{result.added_to_list} {'would join' if dry_run else 'joined'} "
+                      f"list {list_name!r}.")  # fmt: skip
+    problems = c["rejected"] + c["duplicate"] + c["suppressed"]
+    if report is not None:
+        console.print(f"Report of {problems} rows not imported: {report}")
+    elif problems:
+        console.print("Pass --report FILE to see each row that was not imported and why.")

@@ -1,0 +1,199 @@
+"""Settings: the only place that reads TOML or the environment.
+
+``load_settings(path)`` reads the file once into frozen, typed objects; everything else takes
+them as arguments. Unknown keys and wrong types are refused with a message that names the
+key (``smtp.port: Input should be a valid integer``). Secrets never sit in the file: the SMTP
+password is read from the environment variable the file names (``smtp.password_env``).
+
+Every key is documented in ``config.example.toml``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "newsletter.toml"
+CONFIG_ENV = "NEWSLETTER_CONFIG"
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an Area/City name)") from exc
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSettings(_Section):
+    name: str = "My Newsletter"
+    base_url: str = "http://localhost:8000"
+    postal_address: str = ""
+
+
+class SenderSettings(_Section):
+    from_name: str = "My Newsletter"
+    from_address: str = "newsletter@example.com"
+    reply_to: str = ""
+    list_id: str = ""
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///newsletter.db"
+
+
+class SmtpSettings(_Section):
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "none"
+    username: str = ""
+    password_env: str = "NEWSLETTER_SMTP_PASSWORD"
+    verify_certificates: bool = True
+    ca_file: str = ""
+    timeout: float = Field(default=30.0, gt=0)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    max_messages_per_connection: int = Field(default=100, ge=1)
+    # Filled by load_settings from the environment variable named by password_env.
+    password: str = Field(default="", exclude=True, repr=False)
+
+
+class SendingSettings(_Section):
+    transport: Literal["smtp", "maildir"] = "smtp"
+    maildir_path: str = "outbox"
+    rate_per_second: float = Field(default=0.0, ge=0)
+    rate_per_hour: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    max_attempts: int = Field(default=5, ge=1)
+    retry_backoff_seconds: float = Field(default=60.0, ge=0)
+    lease_seconds: float = Field(default=300.0, gt=0)
+    feedback_id: str = ""
+    unsubscribe_mailto: str = ""
+
+
+class FeedSettings(_Section):
+    url: str
+    name: str = ""
+    list: str = ""
+    mode: Literal["draft", "send", "digest"] = "draft"
+    interval_minutes: float = Field(default=15.0, gt=0)
+
+
+class DigestSettings(_Section):
+    cron: str = "0 9 * * mon"
+    timezone: TimeZoneName = "UTC"
+    list: str = ""
+    subject: str = "{site} digest: {count} new posts"
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+class TemplateSettings(_Section):
+    dir: str = ""
+
+
+class BounceSettings(_Section):
+    source: str = ""
+    return_path: str = ""
+    hard_bounce_limit: int = Field(default=1, ge=1)
+    soft_bounce_limit: int = Field(default=3, ge=1)
+    soft_bounce_window_days: int = Field(default=30, ge=1)
+    complaint_limit: int = Field(default=1, ge=1)
+
+
+class SchedulerSettings(_Section):
+    timezone: TimeZoneName = "UTC"
+    misfire_grace_seconds: int = Field(default=86_400, ge=1)
+
+
+class Settings(_Section):
+    """All settings; every section has defaults so an empty file is a valid config."""
+
+    site: SiteSettings = SiteSettings()
+    sender: SenderSettings = SenderSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    sending: SendingSettings = SendingSettings()
+    feeds: tuple[FeedSettings, ...] = ()
+    digest: DigestSettings = DigestSettings()
+    web: WebSettings = WebSettings()
+    templates: TemplateSettings = TemplateSettings()
+    bounces: BounceSettings = BounceSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    # Directory of the config file: relative paths in it are relative to this.
+    base_dir: str = Field(default=".", exclude=True)
+
+
+def _describe(err: ValidationError, path: Path) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{path}: {key}: {msg}"
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
+    """The config file to use: the given path, else $NEWSLETTER_CONFIG, else ./newsletter.toml."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate the TOML file at ``path``. Raises ConfigError with one line."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} not found (run `newsletter init` or pass --config)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return settings_from_dict(raw, path)
+
+
+def settings_from_dict(raw: dict, path: Path = Path(DEFAULT_CONFIG_PATH)) -> Settings:
+    """Validate an already-parsed config mapping (used by load_settings and tests)."""
+    if "base_dir" in raw:
+        raise ConfigError(f"{path}: base_dir: unknown key")
+    try:
+        settings = Settings.model_validate({**raw, "base_dir": str(path.parent.resolve())})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    password = os.environ.get(settings.smtp.password_env, "") if settings.smtp.password_env else ""
+    if settings.smtp.username and not password:
+        raise ConfigError(
+            f"{path}: smtp.username is set but the environment variable "
+            f"{settings.smtp.password_env or '(smtp.password_env)'} holding the password is empty"
+        )
+    smtp = settings.smtp.model_copy(update={"password": password})
+    return settings.model_copy(update={"smtp": smtp})
+
+
+def database_url(settings: Settings) -> str:
+    """The database URL with a relative SQLite path made relative to the config file."""
+    url = settings.database.url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        rest = url[len(prefix) :]
+        if rest and not rest.startswith(":memory:"):
+            return prefix + str(Path(settings.base_dir) / rest)
+    return url

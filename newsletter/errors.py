@@ -1,0 +1,61 @@
+"""The one exception tree of `newsletter`.
+
+Everything a user can cause is a ``NewsletterError``; the CLI prints its message on one line
+and exits 1, the web service turns it into a plain HTTP answer. Library exceptions
+(SQLAlchemy, csv, email-validator, httpx, smtplib...) are wrapped once, where the library is
+called, with ``raise SomeError(...) from exc``.
+
+    NewsletterError
+    ├── ConfigError          bad or missing configuration; the message names the key
+    ├── StoreError           the database cannot be reached or is not migrated
+    ├── NotFoundError        no subscriber / list / post / issue with that name or id
+    ├── InvalidInputError    a value given on the command line or a form is not acceptable
+    │   └── InvalidEmailError    an address that email-validator refuses
+    ├── ImportFileError      a CSV file that cannot be imported at all (binary, empty, no
+    │                        email column, unknown --map column, unreadable path)
+    ├── FeedError            a feed cannot be fetched or parsed (the others still run)
+    └── ContentError         a Markdown post or a template cannot be used
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Base of every error a user can cause; ``str(err)`` is the one line shown to them."""
+
+
+class ConfigError(NewsletterError):
+    """The configuration file is missing, unreadable or has a bad key or value."""
+
+
+class StoreError(NewsletterError):
+    """The database cannot be reached, or its schema is not the one this version expects."""
+
+
+class NotFoundError(NewsletterError):
+    """A named object (subscriber, list, post, issue) does not exist."""
+
+
+class InvalidInputError(NewsletterError):
+    """A value given by the user is not acceptable."""
+
+
+class InvalidEmailError(InvalidInputError):
+    """An email address failed validation; ``reason`` says why, the message names it too."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{address!r} is not a valid email address: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+class ImportFileError(NewsletterError):
+    """A subscriber file cannot be imported at all; nothing was written."""
+
+
+class FeedError(NewsletterError):
+    """A feed could not be fetched or parsed; the message names the URL. Other feeds go on."""
+
+
+class ContentError(NewsletterError):
+    """A post file (Markdown with front matter) or a template cannot be used."""

@@ -1,0 +1,6 @@
+"""The store: engine and session factory, models, per-entity queries and migrations."""
+
+from .engine import connect, session_factory
+from .migrate import current_revision, head_revision, upgrade
+
+__all__ = ["connect", "current_revision", "head_revision", "session_factory", "upgrade"]

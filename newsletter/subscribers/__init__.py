@@ -1,0 +1,1 @@
+"""Subscribers: validation, the CSV importer and exporter, and the subscriber use cases."""

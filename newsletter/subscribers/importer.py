@@ -1,0 +1,277 @@
+"""Importing subscriber CSV files into the store, set-based and streaming.
+
+Rows are parsed and validated one by one (``csvparse``) and written in large batches to a
+temporary staging table (executemany on SQLite, COPY on PostgreSQL); the classification
+(new, updated, unchanged, duplicate in file, suppressed) and the writes are then a handful of
+SQL statements, so memory stays flat whatever the file size and nothing is committed per row.
+
+The caller owns the transaction: on an ImportFileError nothing has been written to the
+store's tables, and rolling back leaves the store exactly as it was. People who unsubscribed,
+bounced, complained or were erased are never made active again, and a re-import of the same
+file changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, TextIO
+
+from sqlalchemy import Connection, CursorResult, bindparam, text
+from sqlalchemy.orm import Session
+
+from ..store.models import SUPPRESSED_STATUSES, UTCDateTime, utcnow
+from .csvparse import Candidate, Rejection, parse_record, read_csv, resolve_mapping
+from .export import neutralise
+from .service import get_list
+
+BATCH_ROWS = 20_000
+OUTCOMES = ("new", "updated", "unchanged", "duplicate", "suppressed", "rejected")
+STAGING = "import_staging"
+_COLUMNS = (
+    "row_no",
+    "email",
+    "email_key",
+    "email_hash",
+    "name",
+    "status",
+    "attributes",
+    "token",
+    "value",
+    "outcome",
+    "reason",
+)
+
+
+@dataclass
+class ImportResult:
+    """What an import did (or, with dry_run, would do)."""
+
+    preset: str
+    rows: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    added_to_list: int = 0
+    dry_run: bool = False
+
+
+ProgressCallback = Callable[[int], None]
+
+
+def import_subscribers(
+    session: Session,
+    raw: BinaryIO,
+    *,
+    name: str = "file",
+    preset: str = "auto",
+    mapping: Mapping[str, str] | None = None,
+    list_name: str | None = None,
+    status: str = "active",
+    source: str = "import",
+    dry_run: bool = False,
+    report: TextIO | None = None,
+    progress: ProgressCallback | None = None,
+) -> ImportResult:
+    """Import a CSV stream. Raises ImportFileError (nothing written) or NotFoundError (list).
+
+    ``status`` is what new people get (active or unconfirmed); rows that the exporting tool
+    marks unsubscribed or bounced keep that status. ``report`` receives one CSV line per
+    rejected, duplicate or suppressed row. ``progress`` is called with the bytes read so far.
+    """
+    mlist = get_list(session, list_name) if list_name else None
+    header, rows, counter = read_csv(raw, name)
+    colmap = resolve_mapping(header, preset, mapping)
+    result = ImportResult(preset=colmap.preset, dry_run=dry_run)
+    conn = session.connection()
+    pg = conn.dialect.name == "postgresql"
+    _create_staging(conn, pg)
+    write = _copy_writer(conn) if pg else _executemany_writer(conn)
+
+    batch: list[tuple] = []
+    for number, cells in rows:
+        record = parse_record(number, cells, colmap)
+        if record is None:
+            continue
+        batch.append(_staging_row(record))
+        if len(batch) >= BATCH_ROWS:
+            write(batch)
+            result.rows += len(batch)
+            batch = []
+            if progress:
+                progress(counter.count)
+    if batch:
+        write(batch)
+        result.rows += len(batch)
+    if progress:
+        progress(counter.count)
+
+    _classify(conn, pg)
+    if not dry_run:
+        result.added_to_list = _apply(conn, pg, status, source, name, mlist.id if mlist else None)
+    elif mlist is not None:
+        result.added_to_list = _count_new_members(conn, mlist.id)
+    for outcome, n in conn.execute(
+        text(f"SELECT outcome, COUNT(*) FROM {STAGING} GROUP BY outcome")
+    ):
+        result.counts[outcome] = n
+    if report is not None:
+        _write_report(conn, report)
+    conn.exec_driver_sql(f"DROP TABLE {STAGING}")
+    return result
+
+
+def _staging_row(record: Candidate | Rejection) -> tuple:
+    if isinstance(record, Rejection):
+        return (record.row, None, None, None, "", None, None, None, record.value[:500],
+                "rejected", record.reason)  # fmt: skip
+    attrs = json.dumps(record.attributes) if record.attributes else None
+    digest = hashlib.sha256(record.key.encode()).hexdigest()
+    return (record.row, record.email, record.key, digest, record.name, record.status, attrs,
+            secrets.token_urlsafe(16), None, None, None)  # fmt: skip
+
+
+def _create_staging(conn: Connection, pg: bool) -> None:
+    temp = "TEMPORARY" if pg else "TEMP"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGING}")
+    conn.exec_driver_sql(
+        f"CREATE {temp} TABLE {STAGING} (row_no INTEGER NOT NULL, email TEXT, email_key TEXT, "
+        "email_hash TEXT, name TEXT NOT NULL, status TEXT, attributes TEXT, token TEXT, "
+        "value TEXT, outcome TEXT, reason TEXT, first_row INTEGER, subscriber_id BIGINT)"
+        + (" ON COMMIT DROP" if pg else "")
+    )
+
+
+def _executemany_writer(conn: Connection) -> Callable[[list[tuple]], None]:
+    sql = f"INSERT INTO {STAGING} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+    def write(batch: list[tuple]) -> None:
+        conn.exec_driver_sql(sql, batch)
+
+    return write
+
+
+def _copy_writer(conn: Connection) -> Callable[[list[tuple]], None]:
+    dbapi = conn.connection.driver_connection
+    sql = f"COPY {STAGING} ({', '.join(_COLUMNS)}) FROM STDIN"
+
+    def write(batch: list[tuple]) -> None:
+        with dbapi.cursor() as cur, cur.copy(sql) as copy:
+            for row in batch:
+                copy.write_row(row)
+
+    return write
+
+
+def _classify(conn: Connection, pg: bool) -> None:
+    """Set each staged row's outcome; reads the store, writes only the staging table."""
+    suppressed = ", ".join(f"'{s}'" for s in SUPPRESSED_STATUSES)
+    if pg:
+        changed = "(sub.attributes::jsonb || s.attributes::jsonb) <> sub.attributes::jsonb"
+    else:
+        changed = "json_patch(sub.attributes, s.attributes) <> json(sub.attributes)"
+    for sql in (
+        f"CREATE INDEX ix_{STAGING}_key ON {STAGING} (email_key)",
+        f"UPDATE {STAGING} SET first_row = (SELECT MIN(f.row_no) FROM {STAGING} f "
+        f"WHERE f.email_key = {STAGING}.email_key) WHERE email_key IS NOT NULL",
+        f"UPDATE {STAGING} SET outcome = 'duplicate', reason = 'duplicate of row ' || first_row "
+        "WHERE first_row <> row_no",
+        f"UPDATE {STAGING} SET outcome = 'suppressed', "
+        "reason = 'erased earlier: never imported again' WHERE outcome IS NULL AND email_hash "
+        "IN (SELECT email_hash FROM suppressions)",
+        f"UPDATE {STAGING} SET subscriber_id = (SELECT sub.id FROM subscribers sub "
+        f"WHERE sub.email_key = {STAGING}.email_key) WHERE outcome IS NULL",
+        f"UPDATE {STAGING} AS s SET outcome = 'suppressed', "
+        "reason = 'already ' || sub.status || ': not re-activated' FROM subscribers sub "
+        f"WHERE sub.id = s.subscriber_id AND s.outcome IS NULL AND sub.status IN ({suppressed})",
+        f"UPDATE {STAGING} SET outcome = 'new' WHERE outcome IS NULL AND subscriber_id IS NULL",
+        f"UPDATE {STAGING} AS s SET outcome = 'updated' FROM subscribers sub "
+        "WHERE sub.id = s.subscriber_id AND s.outcome IS NULL AND ("
+        "(s.name <> '' AND s.name <> sub.name) OR (s.status IS NOT NULL AND s.status <> sub.status)"
+        f" OR (s.attributes IS NOT NULL AND {changed}))",
+        f"UPDATE {STAGING} SET outcome = 'unchanged' WHERE outcome IS NULL",
+    ):
+        conn.exec_driver_sql(sql)
+
+
+def _apply(
+    conn: Connection, pg: bool, status: str, source: str, file_name: str, list_id: int | None
+) -> int:
+    """Write the classified rows to the store. Returns how many joined the list."""
+    now = utcnow()
+    as_json = "CAST({} AS json)" if pg else "{}"
+    if pg:
+        merged = "(subscribers.attributes::jsonb || s.attributes::jsonb)::json"
+    else:
+        merged = "json_patch(subscribers.attributes, s.attributes)"
+    detail = as_json.format("'{\"file\": ' || :file || ', \"row\": ' || s.row_no || '}'")
+    attributes = as_json.format("COALESCE(s.attributes, '{}')")
+    statements = [
+        f"INSERT INTO subscribers (email, email_key, name, status, attributes, token, source, "
+        "created_at, updated_at, confirmed_at, unsubscribed_at) "
+        f"SELECT s.email, s.email_key, s.name, COALESCE(s.status, :status), "
+        f"{attributes}, s.token, :source, :now, :now, "
+        "CASE WHEN COALESCE(s.status, :status) = 'active' THEN :now END, "
+        "CASE WHEN s.status = 'unsubscribed' THEN :now END "
+        f"FROM {STAGING} s WHERE s.outcome = 'new' ORDER BY s.row_no",
+        f"UPDATE subscribers SET "
+        "name = CASE WHEN s.name <> '' THEN s.name ELSE subscribers.name END, "
+        f"attributes = CASE WHEN s.attributes IS NULL THEN subscribers.attributes "
+        f"ELSE {merged} END, "
+        "status = COALESCE(s.status, subscribers.status), updated_at = :now "
+        f"FROM {STAGING} s WHERE s.subscriber_id = subscribers.id AND s.outcome = 'updated'",
+        f"UPDATE {STAGING} SET subscriber_id = (SELECT sub.id FROM subscribers sub "
+        f"WHERE sub.email_key = {STAGING}.email_key) WHERE outcome = 'new'",
+        "INSERT INTO subscriber_events (subscriber_id, kind, at, source, ip, detail) "
+        "SELECT s.subscriber_id, CASE s.outcome WHEN 'new' THEN 'imported' ELSE 'updated' END, "
+        f":now, :source, '', {detail} FROM {STAGING} s WHERE s.outcome IN ('new', 'updated')",
+    ]
+    params = {"status": status, "source": source, "file": json.dumps(file_name), "now": now}
+    for sql in statements:
+        _execute(conn, sql, params)
+    if list_id is None:
+        return 0
+    added = _execute(
+        conn,
+        "INSERT INTO memberships (list_id, subscriber_id, created_at) "
+        f"SELECT :list_id, s.subscriber_id, :now FROM {STAGING} s "
+        "WHERE s.outcome IN ('new', 'updated', 'unchanged') AND NOT EXISTS ("
+        "SELECT 1 FROM memberships m WHERE m.list_id = :list_id "
+        "AND m.subscriber_id = s.subscriber_id)",
+        {"list_id": list_id, "now": now},
+    )
+    return added.rowcount
+
+
+def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> CursorResult[Any]:
+    """Run textual SQL with the parameters it names; ``now`` is bound as a UTC time."""
+    stmt = text(sql)
+    if ":now" in sql:
+        stmt = stmt.bindparams(bindparam("now", type_=UTCDateTime))
+    return conn.execute(stmt, {k: v for k, v in params.items() if f":{k}" in sql})
+
+
+def _count_new_members(conn: Connection, list_id: int) -> int:
+    return conn.execute(
+        text(
+            f"SELECT COUNT(*) FROM {STAGING} s WHERE s.outcome IN ('new', 'updated', 'unchanged') "
+            "AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.list_id = :list_id "
+            "AND m.subscriber_id = s.subscriber_id)"
+        ),
+        {"list_id": list_id},
+    ).scalar_one()
+
+
+def _write_report(conn: Connection, report: TextIO) -> None:
+    writer = csv.writer(report)
+    writer.writerow(["row", "value", "outcome", "reason"])
+    result = conn.execution_options(yield_per=5000).execute(
+        text(
+            f"SELECT row_no, COALESCE(email, value), outcome, reason FROM {STAGING} "
+            "WHERE outcome IN ('rejected', 'duplicate', 'suppressed') ORDER BY row_no"
+        )
+    )
+    for row_no, value, outcome, reason in result:
+        writer.writerow([row_no, neutralise(value or ""), outcome, reason])

@@ -1,0 +1,113 @@
+"""Settings: defaults, errors that name the key, secrets from the environment, the example."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import Settings, database_url, load_settings
+from newsletter.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "newsletter.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_empty_file_gives_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, ""))
+    assert settings.smtp.port == 25
+    assert settings.database.url == "sqlite:///newsletter.db"
+    assert database_url(settings) == f"sqlite:///{tmp_path.resolve() / 'newsletter.db'}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[smtp]\nport = 'abc'\n", "smtp.port: Input should be a valid integer"),
+        ("[smtp]\nprot = 25\n", "smtp.prot: unknown key"),
+        ("[bogus]\nx = 1\n", "bogus: unknown key"),
+        ("[smtp]\nsecurity = 'ssl'\n", "smtp.security:"),
+        ("[[feeds]]\nmode = 'draft'\n", "feeds.0.url: Field required"),
+        ("[scheduler]\ntimezone = 'Mars/Olympus'\n", "scheduler.timezone:"),
+        ("[smtp\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_password_comes_from_the_named_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[smtp]\nusername = 'mailer'\npassword_env = 'MY_SMTP_SECRET'\n")
+    monkeypatch.delenv("MY_SMTP_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="MY_SMTP_SECRET"):
+        load_settings(path)
+    monkeypatch.setenv("MY_SMTP_SECRET", "s3cret")
+    settings = load_settings(path)
+    assert settings.smtp.password == "s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+def _keys(model: type, prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (None,))[0]
+        if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+            keys |= _keys(annotation, f"{prefix}{name}.")
+        elif inner is not None and hasattr(inner, "model_fields"):  # tuple[FeedSettings, ...]
+            keys |= _keys(inner, f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def _documented_keys(text: str) -> set[str]:
+    """Keys set in the example, including the ones shown commented out (`# key = ...`)."""
+    keys, section = set(), ""
+    for line in text.splitlines():
+        stripped = line.lstrip("# ").strip()
+        if stripped.startswith("[") and stripped.endswith("]") and " " not in stripped:
+            section = stripped.strip("[]")
+        elif (
+            ("=" in stripped
+            and not line.startswith("# "))
+            or (
+                line.startswith("# ")
+                and " = " in stripped
+                and stripped.split(" = ")[0].isidentifier()
+            )
+        ):
+            key = stripped.split("=")[0].strip()
+            if key.isidentifier():
+                keys.add(f"{section}.{key}")
+    return keys
+
+
+def test_example_config_documents_every_key_and_matches_the_defaults() -> None:
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    assert _documented_keys(text) == _keys(Settings)
+    example = load_settings(ROOT / "config.example.toml")
+    defaults = Settings()
+    for section in Settings.model_fields:
+        if section in ("base_dir", "feeds"):
+            continue
+        assert getattr(example, section) == getattr(defaults, section), section
+    assert tomllib.loads(text)  # and it is valid TOML
