@@ -86,14 +86,8 @@ def _documented_keys(text: str) -> set[str]:
         stripped = line.lstrip("# ").strip()
         if stripped.startswith("[") and stripped.endswith("]") and " " not in stripped:
             section = stripped.strip("[]")
-        elif (
-            ("=" in stripped
-            and not line.startswith("# "))
-            or (
-                line.startswith("# ")
-                and " = " in stripped
-                and stripped.split(" = ")[0].isidentifier()
-            )
+        elif ("=" in stripped and not line.startswith("# ")) or (
+            line.startswith("# ") and " = " in stripped and stripped.split(" = ")[0].isidentifier()
         ):
             key = stripped.split("=")[0].strip()
             if key.isidentifier():

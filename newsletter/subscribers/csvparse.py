@@ -129,14 +129,16 @@ def read_csv(
     sample = buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
     text = _check_sample(sample, name)
     delimiter = sniff_delimiter(text)
-    stream = io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
+    # Bad bytes after the sampled start become lone surrogates, so parse_record can reject
+    # exactly the rows that hold them instead of failing the whole file at a decoder chunk.
+    stream = io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="surrogateescape", newline="")
     csv.field_size_limit(MAX_FIELD)
     reader = csv.reader(stream, delimiter=delimiter)
     try:
         header = next(reader, None)
         while header is not None and not any(c.strip() for c in header):
             header = next(reader, None)
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         raise ImportFileError(f"{name}: cannot read the header row: {exc}") from None
     if header is None:
         raise ImportFileError(f"{name} has no header row")
@@ -148,10 +150,6 @@ def read_csv(
             for cells in reader:
                 number += 1
                 yield number, cells
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(
-                f"{name}: row {number + 1} is not UTF-8 text ({exc.reason}); save it as UTF-8"
-            ) from None
         except csv.Error as exc:
             raise ImportFileError(f"{name}: row {number + 1}: {exc}") from None
 
@@ -280,6 +278,11 @@ def _cell(cells: list[str], pos: int | None) -> str:
 
 def parse_record(row: int, cells: list[str], m: ColumnMap) -> Candidate | Rejection | None:
     """Validate one CSV record. Returns None for a blank line."""
+    try:
+        "".join(cells).encode("utf-8")
+    except UnicodeEncodeError:
+        value = _cell(cells, m.email).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return Rejection(row, value, "not UTF-8 text: save the file as UTF-8")
     raw_email = _cell(cells, m.email)
     if not raw_email:
         if not any(c.strip() for c in cells):

@@ -31,7 +31,8 @@ from .service import get_list
 
 BATCH_ROWS = 20_000
 OUTCOMES = ("new", "updated", "unchanged", "duplicate", "suppressed", "rejected")
-STAGING = "import_staging"
+STAGING = "import_staging"  # the rows as read
+RESULT = "import_result"  # the rows with their outcome
 _COLUMNS = (
     "row_no",
     "email",
@@ -42,7 +43,6 @@ _COLUMNS = (
     "attributes",
     "token",
     "value",
-    "outcome",
     "reason",
 )
 
@@ -114,23 +114,24 @@ def import_subscribers(
     elif mlist is not None:
         result.added_to_list = _count_new_members(conn, mlist.id)
     for outcome, n in conn.execute(
-        text(f"SELECT outcome, COUNT(*) FROM {STAGING} GROUP BY outcome")
+        text(f"SELECT outcome, COUNT(*) FROM {RESULT} GROUP BY outcome")
     ):
         result.counts[outcome] = n
     if report is not None:
         _write_report(conn, report)
     conn.exec_driver_sql(f"DROP TABLE {STAGING}")
+    conn.exec_driver_sql(f"DROP TABLE {RESULT}")
     return result
 
 
 def _staging_row(record: Candidate | Rejection) -> tuple:
     if isinstance(record, Rejection):
         return (record.row, None, None, None, "", None, None, None, record.value[:500],
-                "rejected", record.reason)  # fmt: skip
+                record.reason)  # fmt: skip
     attrs = json.dumps(record.attributes) if record.attributes else None
     digest = hashlib.sha256(record.key.encode()).hexdigest()
     return (record.row, record.email, record.key, digest, record.name, record.status, attrs,
-            secrets.token_urlsafe(16), None, None, None)  # fmt: skip
+            secrets.token_urlsafe(16), None, None)  # fmt: skip
 
 
 def _create_staging(conn: Connection, pg: bool) -> None:
@@ -139,8 +140,7 @@ def _create_staging(conn: Connection, pg: bool) -> None:
     conn.exec_driver_sql(
         f"CREATE {temp} TABLE {STAGING} (row_no INTEGER NOT NULL, email TEXT, email_key TEXT, "
         "email_hash TEXT, name TEXT NOT NULL, status TEXT, attributes TEXT, token TEXT, "
-        "value TEXT, outcome TEXT, reason TEXT, first_row INTEGER, subscriber_id BIGINT)"
-        + (" ON COMMIT DROP" if pg else "")
+        "value TEXT, reason TEXT)" + (" ON COMMIT DROP" if pg else "")
     )
 
 
@@ -166,34 +166,41 @@ def _copy_writer(conn: Connection) -> Callable[[list[tuple]], None]:
 
 
 def _classify(conn: Connection, pg: bool) -> None:
-    """Set each staged row's outcome; reads the store, writes only the staging table."""
+    """Give each staged row its outcome in one pass (a second temporary table, RESULT).
+
+    Reads the store, writes only temporary tables.
+    """
     suppressed = ", ".join(f"'{s}'" for s in SUPPRESSED_STATUSES)
     if pg:
         changed = "(sub.attributes::jsonb || s.attributes::jsonb) <> sub.attributes::jsonb"
     else:
         changed = "json_patch(sub.attributes, s.attributes) <> json(sub.attributes)"
-    for sql in (
-        f"CREATE INDEX ix_{STAGING}_key ON {STAGING} (email_key)",
-        f"UPDATE {STAGING} SET first_row = (SELECT MIN(f.row_no) FROM {STAGING} f "
-        f"WHERE f.email_key = {STAGING}.email_key) WHERE email_key IS NOT NULL",
-        f"UPDATE {STAGING} SET outcome = 'duplicate', reason = 'duplicate of row ' || first_row "
-        "WHERE first_row <> row_no",
-        f"UPDATE {STAGING} SET outcome = 'suppressed', "
-        "reason = 'erased earlier: never imported again' WHERE outcome IS NULL AND email_hash "
-        "IN (SELECT email_hash FROM suppressions)",
-        f"UPDATE {STAGING} SET subscriber_id = (SELECT sub.id FROM subscribers sub "
-        f"WHERE sub.email_key = {STAGING}.email_key) WHERE outcome IS NULL",
-        f"UPDATE {STAGING} AS s SET outcome = 'suppressed', "
-        "reason = 'already ' || sub.status || ': not re-activated' FROM subscribers sub "
-        f"WHERE sub.id = s.subscriber_id AND s.outcome IS NULL AND sub.status IN ({suppressed})",
-        f"UPDATE {STAGING} SET outcome = 'new' WHERE outcome IS NULL AND subscriber_id IS NULL",
-        f"UPDATE {STAGING} AS s SET outcome = 'updated' FROM subscribers sub "
-        "WHERE sub.id = s.subscriber_id AND s.outcome IS NULL AND ("
-        "(s.name <> '' AND s.name <> sub.name) OR (s.status IS NOT NULL AND s.status <> sub.status)"
-        f" OR (s.attributes IS NOT NULL AND {changed}))",
-        f"UPDATE {STAGING} SET outcome = 'unchanged' WHERE outcome IS NULL",
-    ):
-        conn.exec_driver_sql(sql)
+    temp = "TEMPORARY" if pg else "TEMP"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {RESULT}")
+    conn.exec_driver_sql(f"CREATE INDEX ix_{STAGING}_key ON {STAGING} (email_key)")
+    conn.exec_driver_sql(
+        f"CREATE {temp} TABLE {RESULT} AS SELECT s.row_no, s.email, s.email_key, s.name, "
+        "s.status, s.attributes, s.token, s.value, sub.id AS subscriber_id, "
+        "CASE WHEN s.email_key IS NULL THEN 'rejected' "
+        "WHEN f.first_row <> s.row_no THEN 'duplicate' "
+        "WHEN sup.email_hash IS NOT NULL THEN 'suppressed' "
+        "WHEN sub.id IS NULL THEN 'new' "
+        f"WHEN sub.status IN ({suppressed}) THEN 'suppressed' "
+        "WHEN (s.name <> '' AND s.name <> sub.name) "
+        "OR (s.status IS NOT NULL AND s.status <> sub.status) "
+        f"OR (s.attributes IS NOT NULL AND {changed}) THEN 'updated' "
+        "ELSE 'unchanged' END AS outcome, "
+        "CASE WHEN s.email_key IS NULL THEN s.reason "
+        "WHEN f.first_row <> s.row_no THEN 'duplicate of row ' || f.first_row "
+        "WHEN sup.email_hash IS NOT NULL THEN 'erased earlier: never imported again' "
+        f"WHEN sub.status IN ({suppressed}) THEN 'already ' || sub.status || ': not re-activated' "
+        "END AS reason "
+        f"FROM {STAGING} s "
+        f"LEFT JOIN (SELECT email_key, MIN(row_no) AS first_row FROM {STAGING} "
+        "WHERE email_key IS NOT NULL GROUP BY email_key) f ON f.email_key = s.email_key "
+        "LEFT JOIN suppressions sup ON sup.email_hash = s.email_hash "
+        "LEFT JOIN subscribers sub ON sub.email_key = s.email_key"
+    )
 
 
 def _apply(
@@ -203,30 +210,30 @@ def _apply(
     now = utcnow()
     as_json = "CAST({} AS json)" if pg else "{}"
     if pg:
-        merged = "(subscribers.attributes::jsonb || s.attributes::jsonb)::json"
+        merged = "(subscribers.attributes::jsonb || r.attributes::jsonb)::json"
     else:
-        merged = "json_patch(subscribers.attributes, s.attributes)"
-    detail = as_json.format("'{\"file\": ' || :file || ', \"row\": ' || s.row_no || '}'")
-    attributes = as_json.format("COALESCE(s.attributes, '{}')")
+        merged = "json_patch(subscribers.attributes, r.attributes)"
+    detail = as_json.format("'{\"file\": ' || :file || ', \"row\": ' || r.row_no || '}'")
+    attributes = as_json.format("COALESCE(r.attributes, '{}')")
     statements = [
-        f"INSERT INTO subscribers (email, email_key, name, status, attributes, token, source, "
+        "INSERT INTO subscribers (email, email_key, name, status, attributes, token, source, "
         "created_at, updated_at, confirmed_at, unsubscribed_at) "
-        f"SELECT s.email, s.email_key, s.name, COALESCE(s.status, :status), "
-        f"{attributes}, s.token, :source, :now, :now, "
-        "CASE WHEN COALESCE(s.status, :status) = 'active' THEN :now END, "
-        "CASE WHEN s.status = 'unsubscribed' THEN :now END "
-        f"FROM {STAGING} s WHERE s.outcome = 'new' ORDER BY s.row_no",
-        f"UPDATE subscribers SET "
-        "name = CASE WHEN s.name <> '' THEN s.name ELSE subscribers.name END, "
-        f"attributes = CASE WHEN s.attributes IS NULL THEN subscribers.attributes "
+        "SELECT r.email, r.email_key, r.name, COALESCE(r.status, :status), "
+        f"{attributes}, r.token, :source, :now, :now, "
+        "CASE WHEN COALESCE(r.status, :status) = 'active' THEN :now END, "
+        "CASE WHEN r.status = 'unsubscribed' THEN :now END "
+        f"FROM {RESULT} r WHERE r.outcome = 'new' ORDER BY r.row_no",
+        "UPDATE subscribers SET "
+        "name = CASE WHEN r.name <> '' THEN r.name ELSE subscribers.name END, "
+        "attributes = CASE WHEN r.attributes IS NULL THEN subscribers.attributes "
         f"ELSE {merged} END, "
-        "status = COALESCE(s.status, subscribers.status), updated_at = :now "
-        f"FROM {STAGING} s WHERE s.subscriber_id = subscribers.id AND s.outcome = 'updated'",
-        f"UPDATE {STAGING} SET subscriber_id = (SELECT sub.id FROM subscribers sub "
-        f"WHERE sub.email_key = {STAGING}.email_key) WHERE outcome = 'new'",
+        "status = COALESCE(r.status, subscribers.status), updated_at = :now "
+        f"FROM {RESULT} r WHERE r.subscriber_id = subscribers.id AND r.outcome = 'updated'",
         "INSERT INTO subscriber_events (subscriber_id, kind, at, source, ip, detail) "
-        "SELECT s.subscriber_id, CASE s.outcome WHEN 'new' THEN 'imported' ELSE 'updated' END, "
-        f":now, :source, '', {detail} FROM {STAGING} s WHERE s.outcome IN ('new', 'updated')",
+        "SELECT sub.id, CASE r.outcome WHEN 'new' THEN 'imported' ELSE 'updated' END, "
+        f":now, :source, '', {detail} FROM {RESULT} r "
+        "JOIN subscribers sub ON sub.email_key = r.email_key "
+        "WHERE r.outcome IN ('new', 'updated')",
     ]
     params = {"status": status, "source": source, "file": json.dumps(file_name), "now": now}
     for sql in statements:
@@ -236,10 +243,10 @@ def _apply(
     added = _execute(
         conn,
         "INSERT INTO memberships (list_id, subscriber_id, created_at) "
-        f"SELECT :list_id, s.subscriber_id, :now FROM {STAGING} s "
-        "WHERE s.outcome IN ('new', 'updated', 'unchanged') AND NOT EXISTS ("
-        "SELECT 1 FROM memberships m WHERE m.list_id = :list_id "
-        "AND m.subscriber_id = s.subscriber_id)",
+        f"SELECT :list_id, sub.id, :now FROM {RESULT} r "
+        "JOIN subscribers sub ON sub.email_key = r.email_key "
+        "WHERE r.outcome IN ('new', 'updated', 'unchanged') AND NOT EXISTS ("
+        "SELECT 1 FROM memberships m WHERE m.list_id = :list_id AND m.subscriber_id = sub.id)",
         {"list_id": list_id, "now": now},
     )
     return added.rowcount
@@ -256,9 +263,9 @@ def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> CursorResult
 def _count_new_members(conn: Connection, list_id: int) -> int:
     return conn.execute(
         text(
-            f"SELECT COUNT(*) FROM {STAGING} s WHERE s.outcome IN ('new', 'updated', 'unchanged') "
+            f"SELECT COUNT(*) FROM {RESULT} r WHERE r.outcome IN ('new', 'updated', 'unchanged') "
             "AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.list_id = :list_id "
-            "AND m.subscriber_id = s.subscriber_id)"
+            "AND m.subscriber_id = r.subscriber_id)"
         ),
         {"list_id": list_id},
     ).scalar_one()
@@ -267,11 +274,11 @@ def _count_new_members(conn: Connection, list_id: int) -> int:
 def _write_report(conn: Connection, report: TextIO) -> None:
     writer = csv.writer(report)
     writer.writerow(["row", "value", "outcome", "reason"])
-    result = conn.execution_options(yield_per=5000).execute(
+    result = conn.execute(
         text(
-            f"SELECT row_no, COALESCE(email, value), outcome, reason FROM {STAGING} "
+            f"SELECT row_no, COALESCE(email, value), outcome, reason FROM {RESULT} "
             "WHERE outcome IN ('rejected', 'duplicate', 'suppressed') ORDER BY row_no"
-        )
+        ).execution_options(yield_per=5000)
     )
     for row_no, value, outcome, reason in result:
         writer.writerow([row_no, neutralise(value or ""), outcome, reason])
