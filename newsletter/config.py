@@ -96,7 +96,7 @@ class DigestSettings(_Section):
     cron: str = "0 9 * * mon"
     timezone: TimeZoneName = "UTC"
     list: str = ""
-    subject: str = "{site} digest: {count} new posts"
+    subject: str = "{site} digest: {posts}"
 
 
 class WebSettings(_Section):

@@ -138,3 +138,12 @@ def cli(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -
     runner = Cli(write_config(tmp_path / "newsletter.toml", database_url), capsys)
     runner.ok("db", "upgrade")
     return runner
+
+
+@pytest.fixture
+def http_server():
+    """A real HTTP server on 127.0.0.1 (random port); set routes[path] = (status, body, hdrs)."""
+    from tests.httpserver import serve
+
+    with serve() as routes:
+        yield routes

@@ -14,7 +14,7 @@ import typer
 
 from ..config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from ..errors import NewsletterError
-from . import db, lists, subscriber
+from . import db, issues, lists, posts, subscriber
 from .context import AppContext
 
 app = typer.Typer(
@@ -56,6 +56,8 @@ def root(
 db.register(app)
 subscriber.register(app)
 lists.register(app)
+posts.register(app)
+issues.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

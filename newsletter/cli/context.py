@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings, database_url, load_settings
 from ..errors import StoreError
@@ -41,21 +41,31 @@ class AppContext:
             self._engine = connect(database_url(self.settings))
         return self._engine
 
+    def sessions(self) -> sessionmaker[Session]:
+        """A session factory on a database whose schema is current (StoreError if not)."""
+        if not self._checked:
+            require_current(self.engine)
+            self._checked = True
+        return session_factory(self.engine)
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on any error."""
-        try:
-            if not self._checked:
-                require_current(self.engine)
-                self._checked = True
-            with session_factory(self.engine)() as session, session.begin():
-                yield session
-        except (OperationalError, InterfaceError) as exc:
-            raise StoreError(f"database error: {str(exc.orig).strip().splitlines()[0]}") from exc
+        with translate_db_errors(), self.sessions()() as session, session.begin():
+            yield session
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+
+@contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """A lost or unreachable database becomes one StoreError line."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise StoreError(f"database error: {str(exc.orig).strip().splitlines()[0]}") from exc
 
 
 def app_context(ctx: typer.Context) -> AppContext:

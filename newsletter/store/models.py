@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -178,3 +179,96 @@ class Suppression(Base):
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(32), default="erased")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- posts and issues ----------------------------------------------------------------------
+
+ISSUE_KINDS = ("post", "digest")
+ISSUE_STATUSES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled", "missed")
+
+
+class Feed(Base):
+    """Fetch state of one feed URL (the feeds themselves are configured in [[feeds]])."""
+
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    title: Mapped[str] = mapped_column(String(500), default="")
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Post(Base):
+    """A blog post, from a feed entry or a Markdown file. ``html`` is already sanitised.
+
+    ``origin`` is the feed URL or "markdown"; (origin, guid) is unique, so fetching a feed
+    again never duplicates a post and an edited post is updated in place.
+    """
+
+    __tablename__ = "posts"
+    __table_args__ = (UniqueConstraint("origin", "guid", name="uq_posts_origin_guid"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    feed_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("feeds.id", ondelete="SET NULL"), index=True
+    )
+    origin: Mapped[str] = mapped_column(String(2000))
+    guid: Mapped[str] = mapped_column(String(2000))
+    url: Mapped[str] = mapped_column(String(2000), default="")
+    title: Mapped[str] = mapped_column(String(1000))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(500), default="")
+    image_url: Mapped[str] = mapped_column(String(2000), default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Issue(Base):
+    """One edition of the newsletter: one post or a digest of several, sent to one list
+    (or, with no list, to every active subscriber)."""
+
+    __tablename__ = "issues"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_in(ISSUE_KINDS)})", name="kind"),
+        CheckConstraint(f"status IN ({_in(ISSUE_STATUSES)})", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    preheader: Mapped[str] = mapped_column(String(500), default="")
+    list_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("lists.id", ondelete="RESTRICT"), index=True
+    )
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    mailing_list: Mapped[MailingList | None] = relationship()
+    posts: Mapped[list[Post]] = relationship(
+        secondary="issue_posts", order_by="IssuePost.position", viewonly=True
+    )
+
+
+class IssuePost(Base):
+    __tablename__ = "issue_posts"
+    __table_args__ = (Index("ix_issue_posts_post_id", "post_id"),)
+
+    issue_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    post_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("posts.id", ondelete="RESTRICT"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)

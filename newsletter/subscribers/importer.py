@@ -213,7 +213,11 @@ def _apply(
         merged = "(subscribers.attributes::jsonb || r.attributes::jsonb)::json"
     else:
         merged = "json_patch(subscribers.attributes, r.attributes)"
-    detail = as_json.format("'{\"file\": ' || :file || ', \"row\": ' || r.row_no || '}'")
+    detail = (
+        "json_build_object('file', CAST(:file AS text), 'row', r.row_no)"
+        if pg
+        else ("json_object('file', :file, 'row', r.row_no)")
+    )
     attributes = as_json.format("COALESCE(r.attributes, '{}')")
     statements = [
         "INSERT INTO subscribers (email, email_key, name, status, attributes, token, source, "
@@ -235,7 +239,7 @@ def _apply(
         "JOIN subscribers sub ON sub.email_key = r.email_key "
         "WHERE r.outcome IN ('new', 'updated')",
     ]
-    params = {"status": status, "source": source, "file": json.dumps(file_name), "now": now}
+    params = {"status": status, "source": source, "file": file_name, "now": now}
     for sql in statements:
         _execute(conn, sql, params)
     if list_id is None:

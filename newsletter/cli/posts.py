@@ -1,0 +1,80 @@
+"""`newsletter post fetch|add|ls`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import typer
+from rich.table import Table
+
+from ..content import library
+from ..content.fetch import USER_AGENT
+from ..errors import InvalidInputError
+from .context import app_context, translate_db_errors
+from .output import console, err_console, print_json_array
+
+post_app = typer.Typer(help="Posts: from the blog's feeds or Markdown files.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(post_app, name="post")
+
+
+@post_app.command("fetch")
+def fetch(
+    ctx: typer.Context,
+    url: str | None = typer.Argument(None, help="Poll this feed URL instead of [[feeds]]."),
+) -> None:
+    """Poll the configured feeds now (or one URL); new and edited posts are stored."""
+    nl = app_context(ctx)
+    urls = [url] if url else [f.url for f in nl.settings.feeds]
+    if not urls:
+        raise InvalidInputError("no feeds configured: add a [[feeds]] table or pass a URL")
+    failed = 0
+    with translate_db_errors(), httpx.Client(headers={"User-Agent": USER_AGENT}) as client:
+        sessions = nl.sessions()
+        for feed_url in urls:
+            outcome = library.poll_feed(sessions, feed_url, client=client)
+            if outcome.status == "error":
+                failed += 1
+                err_console.print(f"Error: {outcome.error}")
+            elif outcome.status == "not_modified":
+                console.print(f"{feed_url}: not modified")
+            else:
+                console.print(
+                    f"{feed_url}: {outcome.new} new, {outcome.updated} updated, "
+                    f"{outcome.unchanged} unchanged"
+                )
+    if failed:
+        raise typer.Exit(1)
+
+
+@post_app.command("add")
+def add(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Markdown file with front matter (title, date...)."),
+) -> None:
+    """Add (or update) a post from a Markdown file."""
+    nl = app_context(ctx)
+    with nl.transaction() as session:
+        post, change = library.add_markdown_post(session, file, base_url=nl.settings.site.base_url)
+    console.print(f"Post {post.id} {change}: {post.title}")
+
+
+@post_app.command("ls")
+def ls(
+    ctx: typer.Context,
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many."),
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+) -> None:
+    """List posts, newest first."""
+    with app_context(ctx).transaction() as session:
+        rows = [library.post_row(p) for p in library.iter_posts(session, limit=limit)]
+    if as_json:
+        print_json_array(rows)
+        return
+    table = Table("id", "published", "title", "url")
+    for r in rows:
+        table.add_row(str(r["id"]), (r["published_at"] or "")[:16], r["title"], r["url"])
+    console.print(table)

@@ -1,0 +1,170 @@
+"""Issue use cases: create from a post or as a digest, list, show, and the composer's view.
+
+Each takes the caller's Session. Raises NotFoundError (post, list, issue) and
+InvalidInputError (nothing to send, a bad subject).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from ..compose import IssueContent, PostView
+from ..config import Settings
+from ..content.library import get_post
+from ..content.text import clean_line
+from ..errors import ConfigError, InvalidInputError, NotFoundError
+from ..store.models import Issue, IssuePost, MailingList, Membership, Post, Subscriber
+from ..subscribers.service import get_list
+
+MAX_SUBJECT = 500
+
+
+def _subject(text: str) -> str:
+    subject = clean_line(text)[:MAX_SUBJECT]
+    if not subject:
+        raise InvalidInputError("an issue needs a subject on one line")
+    return subject
+
+
+def create_issue(
+    session: Session,
+    settings: Settings,
+    *,
+    post_id: int | None = None,
+    latest: bool = False,
+    digest: bool = False,
+    since: datetime | None = None,
+    list_name: str | None = None,
+    subject: str | None = None,
+    preheader: str | None = None,
+) -> Issue:
+    """Create a draft issue from one post (``post_id`` or ``latest``) or a digest.
+
+    A digest holds every post not yet in another issue to the same list (cancelled issues do
+    not count), published after ``since`` if given, newest first; with none, it is refused.
+    """
+    if sum((post_id is not None, latest, digest)) != 1:
+        raise InvalidInputError("choose exactly one of --post ID, --latest or --digest")
+    mlist = get_list(session, list_name) if list_name else None
+    if digest:
+        posts = digest_posts(session, mlist, since=since)
+        if not posts:
+            audience = f"list {mlist.name!r}" if mlist else "every subscriber"
+            raise InvalidInputError(f"nothing for a digest: every post already went to {audience}")
+        count = len(posts)
+        default_subject = digest_subject(settings.digest.subject, settings.site.name, count)
+        default_preheader = "; ".join(p.title for p in posts[:3])
+    else:
+        if latest:
+            post = session.scalar(
+                select(Post).order_by(Post.published_at.desc().nulls_last(), Post.id.desc())
+            )
+            if post is None:
+                raise NotFoundError("there are no posts yet: run `newsletter post fetch` first")
+        else:
+            post = get_post(session, post_id)  # type: ignore[arg-type]
+        posts = [post]
+        default_subject, default_preheader = post.title, post.summary
+    issue = Issue(
+        kind="digest" if digest else "post",
+        subject=_subject(subject if subject is not None else default_subject),
+        preheader=clean_line(preheader if preheader is not None else default_preheader)[:200],
+        list_id=mlist.id if mlist else None,
+        status="draft",
+    )
+    session.add(issue)
+    session.flush()
+    for position, post in enumerate(posts):
+        session.add(IssuePost(issue_id=issue.id, post_id=post.id, position=position))
+    session.flush()
+    session.expire(issue, ["posts"])
+    return issue
+
+
+def digest_subject(template: str, site: str, count: int) -> str:
+    """Fill the configured digest subject; an unknown {field} is a ConfigError."""
+    posts = f"{count} new post{'s' if count != 1 else ''}"
+    try:
+        return template.format(site=site, count=count, posts=posts)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"digest.subject: cannot fill {template!r}: {exc}") from None
+
+
+def digest_posts(
+    session: Session, mlist: MailingList | None, *, since: datetime | None = None
+) -> list[Post]:
+    """Posts not yet in any (not cancelled) issue to this list, newest first."""
+    same_audience = Issue.list_id.is_(None) if mlist is None else Issue.list_id == mlist.id
+    already = exists().where(
+        IssuePost.post_id == Post.id,
+        IssuePost.issue_id == Issue.id,
+        and_(same_audience, Issue.status != "cancelled"),
+    )
+    stmt = select(Post).where(~already)
+    if since is not None:
+        stmt = stmt.where(Post.published_at >= since)
+    stmt = stmt.order_by(Post.published_at.desc().nulls_last(), Post.id.desc())
+    return list(session.scalars(stmt))
+
+
+def get_issue(session: Session, issue_id: int) -> Issue:
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise NotFoundError(f"no issue with id {issue_id}")
+    return issue
+
+
+def iter_issues(session: Session) -> Iterator[Issue]:
+    yield from session.scalars(select(Issue).order_by(Issue.id.desc()))
+
+
+def audience_size(session: Session, issue: Issue) -> int:
+    """Active subscribers the issue would go to now."""
+    stmt = select(func.count()).select_from(Subscriber).where(Subscriber.status == "active")
+    if issue.list_id is not None:
+        stmt = stmt.join(Membership, Membership.subscriber_id == Subscriber.id).where(
+            Membership.list_id == issue.list_id
+        )
+    return session.scalar(stmt) or 0
+
+
+def issue_row(issue: Issue) -> dict[str, Any]:
+    """The `issue ls --json` form."""
+    return {
+        "id": issue.id,
+        "subject": issue.subject,
+        "status": issue.status,
+        "scheduled_at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
+        "kind": issue.kind,
+        "list": issue.mailing_list.name if issue.mailing_list else None,
+        "preheader": issue.preheader,
+        "post_ids": [p.id for p in issue.posts],
+        "created_at": issue.created_at.isoformat(),
+    }
+
+
+def issue_content(issue: Issue) -> IssueContent:
+    """What the composer needs of an issue (no database objects cross over)."""
+    return IssueContent(
+        issue_id=issue.id,
+        kind=issue.kind,  # type: ignore[arg-type]
+        subject=issue.subject,
+        preheader=issue.preheader,
+        posts=tuple(
+            PostView(
+                title=p.title,
+                url=p.url,
+                html=p.html,
+                summary=p.summary,
+                published_at=p.published_at,
+                author=p.author,
+                image_url=p.image_url,
+            )
+            for p in issue.posts
+        ),
+    )
