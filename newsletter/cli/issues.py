@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from ..errors import InvalidInputError
+from ..issues import lint as lint_
+from ..issues import preview as preview_
 from ..issues import service
 from .context import app_context
 from .output import console, print_json, print_json_array
@@ -106,3 +109,57 @@ def show(
     console.print(f"  audience  {row['audience']} active subscribers")
     for p in row["posts"]:
         console.print(f"  post {p['id']:<5} {p['title']}")
+
+
+@issue_app.command("preview")
+def preview(
+    ctx: typer.Context,
+    issue_id: int = typer.Argument(..., help="Issue id."),
+    out: Path = typer.Option(Path("preview"), "--out", help="Folder for the .html and .eml."),
+    to: str | None = typer.Option(None, "--to", help="Also send one test message here."),
+) -> None:
+    """Write the issue as HTML and .eml for a sample subscriber (and optionally send a test)."""
+    if to is not None:
+        raise InvalidInputError("test sends (--to) are not available yet: files only for now")
+    nl = app_context(ctx)
+    with nl.transaction() as session:
+        issue = service.get_issue(session, issue_id)
+        prepared = preview_.prepare(issue, nl.settings)
+        recipient = preview_.sample_recipient(session, issue)
+    result = preview_.write_preview(prepared, recipient, out)
+    console.print(f"HTML: {result.html_path} ({result.size // 1024} KB)")
+    console.print(f".eml: {result.eml_path} (personalised for {recipient.email})")
+
+
+@issue_app.command("lint")
+def lint(
+    ctx: typer.Context,
+    issue_id: int = typer.Argument(..., help="Issue id."),
+) -> None:
+    """Check size, alt text, links, unsubscribe, postal address, subject and spam score."""
+    nl = app_context(ctx)
+    with nl.transaction() as session:
+        issue = service.get_issue(session, issue_id)
+        prepared = preview_.prepare(issue, nl.settings)
+        recipient = preview_.sample_recipient(session, issue)
+    html, text = prepared.html_for(recipient), prepared.text_for(recipient)
+    findings = lint_.lint_message(
+        subject=issue.subject,
+        html=html,
+        text=text,
+        unsubscribe_url=f"{nl.settings.site.base_url.rstrip('/')}/unsubscribe/{recipient.token}",
+        postal_address=nl.settings.site.postal_address,
+    )
+    score = lint_.spam_score(prepared.message_bytes(recipient))
+    if score is None:
+        findings.append(lint_.Finding("info", "spamassassin not installed: spam score skipped"))
+    else:
+        value, rules = score
+        level = "error" if value >= lint_.SPAM_BAR else "info"
+        findings.append(lint_.Finding(level, f"SpamAssassin score {value} ({', '.join(rules)})"))
+    for f in findings:
+        console.print(f"{f.level}: {f.message}")
+    errors = sum(f.level == "error" for f in findings)
+    console.print(f"{errors} error(s), {sum(f.level == 'warning' for f in findings)} warning(s).")
+    if errors:
+        raise typer.Exit(1)

@@ -219,25 +219,39 @@ def _apply(
         else ("json_object('file', :file, 'row', r.row_no)")
     )
     attributes = as_json.format("COALESCE(r.attributes, '{}')")
-    statements = [
+    insert_new = (
         "INSERT INTO subscribers (email, email_key, name, status, attributes, token, source, "
         "created_at, updated_at, confirmed_at, unsubscribed_at) "
         "SELECT r.email, r.email_key, r.name, COALESCE(r.status, :status), "
         f"{attributes}, r.token, :source, :now, :now, "
         "CASE WHEN COALESCE(r.status, :status) = 'active' THEN :now END, "
         "CASE WHEN r.status = 'unsubscribed' THEN :now END "
-        f"FROM {RESULT} r WHERE r.outcome = 'new' ORDER BY r.row_no",
+        f"FROM {RESULT} r WHERE r.outcome = 'new' ORDER BY r.row_no"
+    )
+    events = "INSERT INTO subscriber_events (subscriber_id, kind, at, source, ip, detail) "
+    if pg:
+        # One statement: the new ids come back from RETURNING, no index lookups per row.
+        new_rows = [
+            f"WITH ins AS ({insert_new} RETURNING id, email_key) {events}"
+            f"SELECT ins.id, 'imported', :now, :source, '', {detail} FROM ins "
+            f"JOIN {RESULT} r ON r.email_key = ins.email_key AND r.outcome = 'new'"
+        ]
+    else:
+        new_rows = [
+            insert_new,
+            f"{events}SELECT sub.id, 'imported', :now, :source, '', {detail} FROM {RESULT} r "
+            "JOIN subscribers sub ON sub.email_key = r.email_key WHERE r.outcome = 'new'",
+        ]
+    statements = [
+        *new_rows,
         "UPDATE subscribers SET "
         "name = CASE WHEN r.name <> '' THEN r.name ELSE subscribers.name END, "
         "attributes = CASE WHEN r.attributes IS NULL THEN subscribers.attributes "
         f"ELSE {merged} END, "
         "status = COALESCE(r.status, subscribers.status), updated_at = :now "
         f"FROM {RESULT} r WHERE r.subscriber_id = subscribers.id AND r.outcome = 'updated'",
-        "INSERT INTO subscriber_events (subscriber_id, kind, at, source, ip, detail) "
-        "SELECT sub.id, CASE r.outcome WHEN 'new' THEN 'imported' ELSE 'updated' END, "
-        f":now, :source, '', {detail} FROM {RESULT} r "
-        "JOIN subscribers sub ON sub.email_key = r.email_key "
-        "WHERE r.outcome IN ('new', 'updated')",
+        f"{events}SELECT r.subscriber_id, 'updated', :now, :source, '', {detail} "
+        f"FROM {RESULT} r WHERE r.outcome = 'updated'",
     ]
     params = {"status": status, "source": source, "file": file_name, "now": now}
     for sql in statements:

@@ -1,0 +1,483 @@
+"""An issue rendered once, personalised and assembled per recipient in microseconds.
+
+``prepare_issue`` does all the per-issue work: it renders the Jinja2 templates once with
+unguessable alphanumeric markers where the personal fields go (markers survive Jinja
+escaping, premailer and lxml untouched), inlines the CSS once, cuts the HTML and text at the
+markers, quoted-printable-encodes the pieces, and builds the header block. Per recipient,
+``PreparedIssue.message_bytes`` only encodes the few personal values and joins bytes.
+
+Why the pieces can be encoded apart: every static piece that is followed by a personal
+value ends with a quoted-printable soft line break (or a real one), and so does every
+encoded value, so each piece starts at column 0 and no line grows past 76 characters. Soft
+breaks decode to nothing, so the decoded part is exactly the text with the values put in.
+Tests check the result against a message built by ``email.message.EmailMessage``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import formatdate, parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import markupsafe
+from lxml import etree, html
+
+from ..config import Settings
+from ..content import html_to_text
+from ..content.text import clean_line
+from ..errors import ConfigError, ContentError, InvalidEmailError, InvalidInputError
+from . import templates as tpl
+from .inline import Inliner, inline_css
+from .mime import (
+    CRLF,
+    SOFT_BREAK,
+    address_header,
+    clean_name,
+    encode_body,
+    encode_value,
+    list_id_header,
+    split_address,
+    text_header,
+)
+from .models import IssueContent, PostView, Recipient
+
+PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
+"""Template variables that differ per recipient. Use them as plain ``{{ name }}``: a filter
+applied to one (``{{ name|upper }}``) would not see the real value and is refused."""
+
+DEFAULT_NAME_FALLBACK = "there"  # "Hi there," when a subscriber has no name
+
+CONTENT_WIDTH = 502
+"""Pixel width of the text column of the default layout (600 - 2 x 48 padding - 2 x 1
+border); templates get it as ``content_width``. Post images wider than this get their
+width/height attributes scaled down to it: Outlook for Windows ignores CSS max-width."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A rendered document cut at the markers: static[0] field[0] static[1] ... static[n]."""
+
+    static: tuple[str, ...]
+    fields: tuple[str, ...]
+
+    def render(self, values: Mapping[str, str]) -> str:
+        out = [self.static[0]]
+        for field, static in zip(self.fields, self.static[1:], strict=True):
+            out += (values[field], static)
+        return "".join(out)
+
+
+class _Markers:
+    """Per-issue random markers standing in for the personal fields while rendering."""
+
+    def __init__(self) -> None:
+        nonce = secrets.token_hex(8)
+        self.nonce = nonce
+        self.values = {f: f"nl{nonce}f{i}z" for i, f in enumerate(PERSONAL_FIELDS)}
+        self._pattern = re.compile(f"nl{nonce}f(\\d+)z")
+
+    def split(self, rendered: str, template: str) -> _Split:
+        """Cut ``rendered`` at the markers. Raises ContentError if a marker was mangled."""
+        pieces = self._pattern.split(rendered)
+        static = tuple(pieces[0::2])
+        if any(self.nonce in s.lower() for s in static):
+            raise ContentError(
+                f"template {template}: a personal field ({', '.join(PERSONAL_FIELDS)}) is "
+                "passed through a filter or expression; use it as {{ name }} only"
+            )
+        fields = tuple(PERSONAL_FIELDS[int(i)] for i in pieces[1::2])
+        return _Split(static, fields)
+
+
+class _MessageLayout:
+    """Bytes of a message with slots: ``parts[i]`` is None where ``slots`` puts a value."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes | None] = []
+        self.slots: list[tuple[int, str]] = []
+
+    def add(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.parts and self.parts[-1] is not None:
+            self.parts[-1] += data
+        else:
+            self.parts.append(data)
+
+    def slot(self, key: str) -> None:
+        self.slots.append((len(self.parts), key))
+        self.parts.append(None)
+
+    def add_body(self, split: _Split, part: str) -> None:
+        """A quoted-printable body with a slot ``"{part}:{field}"`` per personal field."""
+        for i, static in enumerate(split.static):
+            encoded = encode_body(static)
+            if i == len(split.fields):
+                self.add(encoded)
+                break
+            if encoded and not encoded.endswith(CRLF):
+                encoded += SOFT_BREAK
+            self.add(encoded)
+            self.slot(f"{part}:{split.fields[i]}")
+
+
+def _site_url(settings: Settings) -> str:
+    base = settings.site.base_url.rstrip("/")
+    if not base.isascii() or any(c.isspace() for c in base):
+        raise ConfigError(
+            f"site.base_url: {base!r} must be an ASCII URL without spaces "
+            "(write an international domain in its xn-- form)"
+        )
+    return base
+
+
+def _sender_address(value: str, key: str) -> tuple[str, str]:
+    """(local, A-label domain) of a configured address; ConfigError naming ``key`` if bad."""
+    try:
+        local, domain = split_address(value)
+    except InvalidEmailError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if not local.isascii():
+        raise ConfigError(f"{key}: {value!r} must have an ASCII local part")
+    return local, domain
+
+
+def _fit_image(img: html.HtmlElement, alt: str) -> None:
+    """Give ``img`` an alt if it has none, and scale a width over CONTENT_WIDTH down."""
+    if not (img.get("alt") or "").strip():
+        img.set("alt", alt)
+    width, height = img.get("width", ""), img.get("height", "")
+    if width.isdigit() and int(width) > CONTENT_WIDTH:
+        img.set("width", str(CONTENT_WIDTH))
+        if height.isdigit():
+            img.set("height", str(round(int(height) * CONTENT_WIDTH / int(width))))
+
+
+def _post_context(post: PostView, index: int, fallback_alt: str) -> dict[str, Any]:
+    """What the templates see of one post: its HTML with every <img> given an alt (the
+    post title if it had none) and a width that fits, and its plain text (derived from the
+    HTML if not given)."""
+    alt = post.title or fallback_alt
+    body_html = ""
+    if post.html.strip():
+        root = html.fragment_fromstring(post.html, create_parent="div")
+        for img in root.iter("img"):
+            _fit_image(img, alt)
+        body_html = etree.tostring(root, encoding="unicode", method="html")[5:-6]  # <div>
+    text = post.text or html_to_text(body_html)
+    return {
+        "title": post.title,
+        "url": post.url,
+        "html": markupsafe.Markup(body_html),
+        "text": text.strip(),
+        "summary": post.summary,
+        "published_at": post.published_at,
+        "author": post.author,
+        "image_url": post.image_url,
+        "image_alt": alt,
+        "anchor": f"post-{index}",
+    }
+
+
+def _render_documents(
+    content: IssueContent,
+    settings: Settings,
+    templates_dir: str | Path | None,
+    *,
+    web: bool,
+    personal: Mapping[str, str],
+) -> tuple[str, str, str, str]:
+    """Render the issue's HTML and text templates: (html, text, html name, text name).
+
+    Raises ContentError for an issue the templates cannot show (no post; several posts in a
+    one-post issue) and for any template problem.
+    """
+    if not content.posts:
+        raise ContentError(f"issue {content.issue_id} has no posts to show")
+    if content.kind == "post" and len(content.posts) != 1:
+        raise ContentError(f"issue {content.issue_id} is a one-post issue with several posts")
+    base = _site_url(settings)
+    site = settings.site
+    posts = [_post_context(p, i, site.name) for i, p in enumerate(content.posts, start=1)]
+    context: dict[str, Any] = {
+        "site": {
+            "name": site.name,
+            "base_url": base,
+            "postal_address": site.postal_address,
+            "postal_lines": [ln.strip() for ln in site.postal_address.splitlines() if ln.strip()],
+        },
+        # one-line subject and preheader, as in the headers
+        "issue": replace(
+            content, subject=clean_line(content.subject), preheader=clean_line(content.preheader)
+        ),
+        "posts": posts,
+        "post": posts[0],
+        "web": web,
+        "web_url": f"{base}/archive/{content.issue_id}",
+        "content_width": CONTENT_WIDTH,
+        **personal,
+    }
+    env = tpl.make_environment(tpl.templates_dir_for(settings, templates_dir))
+    names = (f"email/{content.kind}.html", f"email/{content.kind}.txt")
+    return (
+        tpl.render(env, names[0], context),
+        tpl.render(env, names[1], context),
+        *names,
+    )
+
+
+def render_web_html(
+    content: IssueContent, settings: Settings, *, templates_dir: str | Path | None = None
+) -> str:
+    """The archive / "view in browser" page of an issue: the email's templates rendered with
+    ``web`` true and no personal fields (empty, the name as the fallback), CSS left in its
+    <style> block for the browser. Raises ContentError for a template problem."""
+    personal = dict.fromkeys(PERSONAL_FIELDS, "") | {"name": DEFAULT_NAME_FALLBACK}
+    html_doc, *_ = _render_documents(content, settings, templates_dir, web=True, personal=personal)
+    return html_doc
+
+
+class PreparedIssue:
+    """One issue with all per-issue work done; per recipient it only fills in values.
+
+    Instances hold plain bytes and strings (picklable, safe to share between threads).
+    Per-recipient methods raise InvalidEmailError for an address that cannot go into a
+    header, InvalidInputError for an empty token.
+    """
+
+    def __init__(
+        self,
+        *,
+        content: IssueContent,
+        html: _Split,
+        text: _Split,
+        layout: _MessageLayout,
+        base_url: str,
+        message_id_domain: str,
+        unsubscribe_mailto: str,
+        name_fallback: str,
+    ) -> None:
+        self.content = content
+        self.issue_id = content.issue_id
+        self._html = html
+        self._text = text
+        self._parts = layout.parts
+        self._slots = tuple(layout.slots)
+        self._html_fields = frozenset(html.fields)
+        # (field, slot key) pairs, so the hot path does not build the keys per recipient
+        self._text_keys = tuple((f, f"text:{f}") for f in sorted(set(text.fields)))
+        self._html_keys = tuple((f, f"html:{f}") for f in sorted(self._html_fields))
+        self._unsubscribe_prefix = f"{base_url}/unsubscribe/"
+        self._preferences_prefix = f"{base_url}/preferences/"
+        self._mid_domain = message_id_domain
+        self._mailto = unsubscribe_mailto
+        self._name_fallback = name_fallback
+        self._date_cache: tuple[int, bytes] = (-1, b"")
+
+    # -- per recipient -------------------------------------------------------------------
+
+    @staticmethod
+    def _token(r: Recipient) -> str:
+        if not r.token:
+            raise InvalidInputError(f"subscriber {r.subscriber_id} has no unsubscribe token")
+        return quote(r.token, safe="")
+
+    def _field_values(self, r: Recipient, name: str, token: str) -> dict[str, str]:
+        return {
+            "name": name or self._name_fallback,
+            "email": r.email,
+            "unsubscribe_url": self._unsubscribe_prefix + token,
+            "preferences_url": self._preferences_prefix + token,
+        }
+
+    def _date_header(self, date: datetime | None) -> bytes:
+        if date is not None:
+            if date.tzinfo is None:
+                date = date.replace(tzinfo=UTC)
+            return b"Date: " + formatdate(date.timestamp(), usegmt=True).encode() + CRLF
+        second = int(time.time())
+        cached_second, header = self._date_cache
+        if second != cached_second:
+            header = b"Date: " + formatdate(second, usegmt=True).encode() + CRLF
+            self._date_cache = (second, header)
+        return header
+
+    def _message_id(self, r: Recipient, token: str) -> str:
+        key = f"{self.issue_id}:{r.subscriber_id}:{token}"
+        digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        return f"<{self.issue_id}.{r.subscriber_id}.{digest}@{self._mid_domain}>"
+
+    def message_bytes(self, r: Recipient, *, date: datetime | None = None) -> bytes:
+        """The complete RFC 5322 message for ``r`` with CRLF line ends, ready for SMTP DATA.
+
+        ``date`` is the send time for the Date header (naive means UTC); default now.
+        """
+        local, domain = split_address(r.email)
+        token = self._token(r)
+        name = clean_name(r.name)
+        fields = self._field_values(r, name, token)
+        unsubscribe = b"List-Unsubscribe: <" + fields["unsubscribe_url"].encode()
+        if self._mailto:
+            unsubscribe += b">,\r\n <" + (self._mailto + token).encode()
+        values = {
+            "to": address_header("To", name, local, domain),
+            "date": self._date_header(date),
+            "message_id": b"Message-ID: " + self._message_id(r, token).encode() + CRLF,
+            "list_unsubscribe": unsubscribe + b">\r\n",
+        }
+        for field, key in self._text_keys:
+            values[key] = encode_value(fields[field])
+        for field, key in self._html_keys:
+            values[key] = encode_value(markupsafe.escape(fields[field]))
+        parts = self._parts.copy()
+        for index, key in self._slots:
+            parts[index] = values[key]
+        return b"".join(parts)  # type: ignore[arg-type]  # every None slot is filled
+
+    def html_for(self, r: Recipient) -> str:
+        """The personalised HTML part for ``r`` (a preview; what the message carries)."""
+        fields = self._field_values(r, clean_name(r.name), self._token(r))
+        return self._html.render({f: markupsafe.escape(fields[f]) for f in self._html_fields})
+
+    def text_for(self, r: Recipient) -> str:
+        """The personalised plain-text part for ``r``."""
+        return self._text.render(self._field_values(r, clean_name(r.name), self._token(r)))
+
+    def message_id(self, r: Recipient) -> str:
+        """The Message-ID (with angle brackets) of ``r``'s message: the same on every call and
+        in every process, so a resend after a crash carries the same one. It is derived from
+        the issue id, the subscriber id and the token, under the sender's domain."""
+        return self._message_id(r, self._token(r))
+
+    def envelope_recipient(self, r: Recipient) -> str:
+        """The address for RCPT TO: the domain as an IDNA A-label. If the local part is not
+        ASCII (see ``needs_smtputf8``) it can only be sent to a server offering SMTPUTF8;
+        otherwise the delivery must be flagged, not sent. Raises InvalidEmailError."""
+        local, domain = split_address(r.email)
+        return f"{local}@{domain}"
+
+    @staticmethod
+    def needs_smtputf8(r: Recipient) -> bool:
+        """True when ``r``'s local part is not ASCII, so the message needs SMTPUTF8."""
+        return not r.email.rpartition("@")[0].isascii()
+
+
+def _list_id(settings: Settings, sender_domain: str) -> str:
+    """``<label.namespace>`` from ``sender.list_id``, or ``<slug-of-site-name.domain>``."""
+    configured = settings.sender.list_id.strip().strip("<>").strip()
+    if configured:
+        if not configured.isascii() or re.search(r"[\s<>]", configured):
+            raise ConfigError(f"sender.list_id: {configured!r} must be ASCII, without spaces")
+        list_id = configured
+    else:
+        slug = re.sub(r"[^a-z0-9]+", "-", settings.site.name.lower()).strip("-") or "newsletter"
+        list_id = f"{slug}.{sender_domain}"
+    if len(list_id) > 253:
+        raise ConfigError(f"sender.list_id: {list_id!r} is longer than 253 characters")
+    return list_id
+
+
+def _unsubscribe_mailto(settings: Settings) -> str:
+    """The mailto URI prefix the token is appended to, or "" when not configured."""
+    value = settings.sending.unsubscribe_mailto.strip()
+    if not value:
+        return ""
+    address, _, query = value.removeprefix("mailto:").partition("?")
+    local, domain = _sender_address(address, "sending.unsubscribe_mailto")
+    if query:  # the user chose the subject/body; the token is not added
+        return f"mailto:{local}@{domain}?{query}"
+    return f"mailto:{local}@{domain}?subject=unsubscribe-"
+
+
+def _add_headers(layout: _MessageLayout, content: IssueContent, settings: Settings) -> str:
+    """Add the header block (per-issue headers folded by the standard library, slots for
+    the per-recipient ones) to ``layout``; return the sender's domain for Message-IDs."""
+    sender = settings.sender
+    local, domain = _sender_address(sender.from_address, "sender.from_address")
+    subject = clean_line(content.subject)
+    if not subject:
+        raise ContentError(f"issue {content.issue_id} has an empty subject")
+    layout.add(address_header("From", clean_line(sender.from_name), local, domain))
+    layout.slot("to")
+    layout.add(text_header("Subject", subject))
+    layout.slot("date")
+    layout.slot("message_id")
+    if sender.reply_to.strip():
+        reply_name, reply_address = parseaddr(sender.reply_to)
+        reply_local, reply_domain = _sender_address(reply_address, "sender.reply_to")
+        layout.add(address_header("Reply-To", clean_line(reply_name), reply_local, reply_domain))
+    layout.add(list_id_header(clean_line(settings.site.name), _list_id(settings, domain)))
+    layout.slot("list_unsubscribe")
+    layout.add(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nPrecedence: bulk\r\n")
+    feedback_id = clean_line(settings.sending.feedback_id)
+    if feedback_id:
+        layout.add(text_header("Feedback-ID", feedback_id))
+    return domain
+
+
+def _with_final_newline(doc: str) -> str:
+    return doc if doc.endswith("\n") else doc + "\n"
+
+
+def prepare_issue(
+    content: IssueContent,
+    settings: Settings,
+    *,
+    templates_dir: str | Path | None = None,
+    inliner: Inliner = inline_css,
+    name_fallback: str = DEFAULT_NAME_FALLBACK,
+) -> PreparedIssue:
+    """Render, inline and encode ``content`` once; the result personalises per recipient.
+
+    ``templates_dir`` overrides ``[templates] dir``; ``inliner`` is the CSS inliner (premailer
+    by default), called exactly once. Raises ContentError for a template, an issue or a
+    document problem, ConfigError for an unusable sender/site setting.
+    """
+    markers = _Markers()
+    html_doc, text_doc, html_name, text_name = _render_documents(
+        content, settings, templates_dir, web=False, personal=markers.values
+    )
+    html_split = markers.split(_with_final_newline(inliner(html_doc)), html_name)
+    text_split = markers.split(_with_final_newline(text_doc), text_name)
+
+    layout = _MessageLayout()
+    domain = _add_headers(layout, content, settings)
+
+    # "=_" never occurs in quoted-printable text, so this boundary cannot clash with a body;
+    # it is derived from the content so every process builds the same bytes.
+    digest = hashlib.blake2b(
+        "".join(html_split.static + text_split.static).encode(), digest_size=12
+    )
+    boundary = f"=_nl{content.issue_id}_{digest.hexdigest()}".encode()
+    layout.add(
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="'
+        + boundary
+        + b'"\r\n\r\n'
+    )
+    for subtype, split in ((b"plain", text_split), (b"html", html_split)):
+        layout.add(
+            b"--" + boundary + b"\r\nContent-Type: text/" + subtype + b'; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        layout.add_body(split, "text" if subtype == b"plain" else "html")
+        layout.add(CRLF)
+    layout.add(b"--" + boundary + b"--\r\n")
+
+    return PreparedIssue(
+        content=content,
+        html=html_split,
+        text=text_split,
+        layout=layout,
+        base_url=_site_url(settings),
+        message_id_domain=domain,
+        unsubscribe_mailto=_unsubscribe_mailto(settings),
+        name_fallback=name_fallback,
+    )

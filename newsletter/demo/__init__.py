@@ -1,0 +1,173 @@
+"""`newsletter demo`: the whole flow on the embedded defaults, in a fresh folder.
+
+Writes a config and a SQLite database, imports the bundled subscriber CSV (with the kind of
+problems real exports have), serves the bundled blog feed from a local HTTP server and
+fetches it, composes an issue from the newest post, writes its preview (HTML and .eml) and
+checks it with `issue lint`. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from pathlib import Path
+
+from ..config import database_url, load_settings
+from ..content.library import poll_feed
+from ..errors import InvalidInputError
+from ..issues import lint, preview
+from ..issues.service import audience_size, create_issue
+from ..store import connect, session_factory, upgrade
+from ..subscribers.importer import import_subscribers
+from ..subscribers.service import create_list
+
+MARKER = ".newsletter-demo"
+CONFIG = """\
+# Written by `newsletter demo`. Every key is documented in config.example.toml.
+[site]
+name = "Field Notes"
+base_url = "https://news.example.com"
+postal_address = "Field Notes AB, Sveavägen 1, 111 57 Stockholm, Sweden"
+
+[sender]
+from_name = "Maria at Field Notes"
+from_address = "maria@news.example.com"
+
+[database]
+url = "sqlite:///newsletter.db"
+
+[sending]
+transport = "maildir"
+maildir_path = "outbox"
+
+# Your blog's feed goes here, e.g.
+# [[feeds]]
+# url = "https://blog.example.com/feed.xml"
+# list = "blog"
+"""
+
+
+@dataclass
+class DemoResult:
+    folder: Path
+    imported: dict[str, int]
+    posts: int
+    issue_id: int
+    subject: str
+    audience: int
+    html_path: Path
+    eml_path: Path
+    findings: list[lint.Finding] = field(default_factory=list)
+
+
+def _bundled(name: str) -> bytes:
+    return files("newsletter.demo").joinpath(name).read_bytes()
+
+
+@contextmanager
+def _serve_feed(body: bytes) -> Iterator[str]:
+    """The bundled feed on a local HTTP server (127.0.0.1, random port)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def prepare_folder(folder: Path) -> None:
+    """Use an empty or absent folder, or one a previous demo made; refuse anything else."""
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / MARKER).exists():
+            raise InvalidInputError(
+                f"{folder} exists and is not a demo folder; pass --dir to choose another"
+            )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("made by `newsletter demo`; safe to delete\n")
+
+
+def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
+    """Run the whole flow in ``folder``; ``say`` receives one line per step."""
+    prepare_folder(folder)
+    (folder / "subscribers.csv").write_bytes(_bundled("subscribers.csv"))
+    with _serve_feed(_bundled("feed.xml")) as feed_url:
+        config_path = folder / "newsletter.toml"
+        config_path.write_text(CONFIG, encoding="utf-8")
+        settings = load_settings(config_path)
+        say(f"1. Config written: {config_path}")
+        engine = connect(database_url(settings))
+        try:
+            upgrade(engine)
+            sessions = session_factory(engine)
+            say(f"2. Database created: {folder / 'newsletter.db'} (SQLite, WAL)")
+            with sessions() as session, session.begin():
+                create_list(session, "blog", "Readers of the blog")
+                report_path = folder / "import-report.csv"
+                with (
+                    (folder / "subscribers.csv").open("rb") as raw,
+                    report_path.open("w", encoding="utf-8", newline="") as report,
+                ):
+                    imported = import_subscribers(
+                        session, raw, name="subscribers.csv", list_name="blog", report=report
+                    )
+            c = imported.counts
+            say(
+                f"3. Imported subscribers.csv ({imported.preset} export): {c['new']} new, "
+                f"{c['duplicate']} duplicate, {c['rejected']} rejected (see {report_path.name})"
+            )
+            outcome = poll_feed(sessions, feed_url)
+            if outcome.status == "error":
+                raise InvalidInputError(f"demo feed: {outcome.error}")
+            say(f"4. Fetched the blog feed from {feed_url}: {outcome.new} posts")
+            with sessions() as session, session.begin():
+                issue = create_issue(session, settings, latest=True, list_name="blog")
+                prepared = preview.prepare(issue, settings)
+                recipient = preview.sample_recipient(session, issue)
+                audience = audience_size(session, issue)
+                issue_id, subject = issue.id, issue.subject
+            say(f"5. Issue {issue_id} drafted from the newest post: {subject!r}")
+            shown = preview.write_preview(prepared, recipient, folder / "preview")
+            say(f"6. Preview for {recipient.email}: {shown.html_path} and {shown.eml_path}")
+            findings = lint.lint_message(
+                subject=subject,
+                html=prepared.html_for(recipient),
+                text=prepared.text_for(recipient),
+                unsubscribe_url=f"{settings.site.base_url}/unsubscribe/{recipient.token}",
+                postal_address=settings.site.postal_address,
+            )
+            errors = [f for f in findings if f.level == "error"]
+            say(f"7. Lint: {len(errors)} errors, {len(findings) - len(errors)} warnings")
+        finally:
+            engine.dispose()
+    return DemoResult(
+        folder=folder,
+        imported=dict(imported.counts),
+        posts=outcome.new,
+        issue_id=issue_id,
+        subject=subject,
+        audience=audience,
+        html_path=shown.html_path,
+        eml_path=shown.eml_path,
+        findings=findings,
+    )

@@ -1,0 +1,114 @@
+"""`newsletter demo`, `issue preview` and `issue lint` through the real entry point."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES
+
+POSTS = FIXTURES / "posts"
+
+
+def test_demo_runs_end_to_end_and_its_summary_matches_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsletter", "demo", "--dir", str(folder)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "301 subscribers, 3 posts, issue 1 ready for 301 readers" in proc.stdout
+    assert "Lint: 0 errors" in proc.stdout
+    eml = (folder / "preview" / "issue-1.eml").read_bytes()
+    msg = email.message_from_bytes(eml, policy=email.policy.default)
+    assert msg["Subject"] == "The first hundred customers are a research project"
+    assert (folder / "preview" / "issue-1.html").stat().st_size > 5000
+    report = (folder / "import-report.csv").read_text(encoding="utf-8").splitlines()
+    assert len(report) == 1 + 3  # header + 1 duplicate + 2 rejected
+    listed = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"),
+         "subscriber", "list", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.stdout.count('"email"') == 301
+    # A second run starts afresh in the same folder; a folder it did not make is refused.
+    again = subprocess.run(
+        [sys.executable, "-m", "newsletter", "demo", "--dir", str(folder)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0 and "301 subscribers" in again.stdout
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("precious")
+    refused = subprocess.run(
+        [sys.executable, "-m", "newsletter", "demo", "--dir", str(other)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "not a demo folder" in refused.stderr
+    assert (other / "keep.txt").read_text() == "precious"
+
+
+@pytest.fixture
+def issue_cli(cli):
+    cli.ok("list", "create", "blog")
+    cli.ok("subscriber", "add", "ada@example.com", "--name", "Ada", "--list", "blog")
+    cli.ok("post", "add", str(POSTS / "pricing-per-seat.md"))
+    cli.ok("issue", "create", "--latest", "--list", "blog")
+    return cli
+
+
+def test_preview_writes_html_and_eml_for_a_real_subscriber(issue_cli, tmp_path) -> None:
+    out = issue_cli.ok("issue", "preview", "1", "--out", str(tmp_path / "p")).stdout
+    assert "personalised for ada@example.com" in out
+    msg = email.message_from_bytes(
+        (tmp_path / "p" / "issue-1.eml").read_bytes(), policy=email.policy.default
+    )
+    assert msg["To"] == "Ada <ada@example.com>"
+    html = (tmp_path / "p" / "issue-1.html").read_text(encoding="utf-8")
+    assert "Hi Ada" in html and "/unsubscribe/" in html
+
+
+def test_lint_passes_a_good_issue_and_fails_without_postal_address(issue_cli) -> None:
+    result = issue_cli("issue", "lint", "1")
+    assert result.exit_code == 0, result.stdout
+    assert "0 error(s)" in result.stdout
+    text = issue_cli.config.read_text().replace('postal_address = "Example Ltd', 'x = "')
+    issue_cli.config.write_text(text.replace("x = ", "# x = "))
+    result = issue_cli("issue", "lint", "1")
+    assert result.exit_code == 1
+    assert "error: no postal address" in result.stdout
+
+
+def test_lint_findings_on_a_bad_message() -> None:
+    from newsletter.issues.lint import lint_message
+
+    html = (
+        "<html><head><style>p{color:red}</style></head><body>"
+        '<p>Hello <img src="http://example.com/a.png"> <a href="/relative">x</a></p>'
+        + "<p>" + "word " * 30_000 + "</p></body></html>"
+    )  # fmt: skip
+    findings = lint_message(
+        subject="BUY NOW THIS AMAZING OFFER " * 4,
+        html=html,
+        text="Hello",
+        unsubscribe_url="https://news.example.com/unsubscribe/t",
+        postal_address="1 Main St",
+    )
+    messages = " | ".join(f.message for f in findings)
+    for expected in (
+        "Gmail clips", "image without alt", "insecure http link in <img src>",
+        "relative or odd link in <a href>: /relative", "unsubscribe link is missing",
+        "postal address is missing", "subject is 108 characters", "mostly capitals",
+        "text part is a stub",
+    ):  # fmt: skip
+        assert expected in messages
+
+
+def test_preview_of_unknown_issue(cli) -> None:
+    result = cli("issue", "preview", "7")
+    assert result.exit_code == 1 and "no issue with id 7" in result.stderr
