@@ -67,6 +67,7 @@ class SmtpSettings(_Section):
     timeout: float = Field(default=30.0, gt=0)
     concurrency: int = Field(default=8, ge=1, le=256)
     max_messages_per_connection: int = Field(default=100, ge=1)
+    ehlo_name: str = ""
     # Filled by load_settings from the environment variable named by password_env.
     password: str = Field(default="", exclude=True, repr=False)
 

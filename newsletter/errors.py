@@ -14,10 +14,16 @@ called, with ``raise SomeError(...) from exc``.
     ├── ImportFileError      a CSV file that cannot be imported at all (binary, empty, no
     │                        email column, unknown --map column, unreadable path)
     ├── FeedError            a feed cannot be fetched or parsed (the others still run)
-    └── ContentError         a Markdown post or a template cannot be used
+    ├── ContentError         a Markdown post or a template cannot be used
+    └── TransportError       the SMTP or maildir transport cannot work with this config
+                             (wrong password, no STARTTLS, untrusted certificate); carries
+                             the results of the batch it stopped in
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 
 class NewsletterError(Exception):
@@ -59,3 +65,16 @@ class FeedError(NewsletterError):
 
 class ContentError(NewsletterError):
     """A post file (Markdown with front matter) or a template cannot be used."""
+
+
+class TransportError(NewsletterError):
+    """The transport cannot be used with this configuration; nothing more can be sent.
+
+    ``results`` holds one Result per envelope of the batch that was being sent (the ones that
+    went out before the problem was found, and "deferred" for the rest), so the caller can
+    record them before stopping.
+    """
+
+    def __init__(self, message: str, results: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)

@@ -11,6 +11,7 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,29 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
+@contextmanager
+def _postgres_schema() -> Iterator[str]:
+    """A URL of a fresh PostgreSQL schema, dropped afterwards; skips when the variable is
+    unset, fails when it is set and the server cannot be reached."""
+    base = _pg_base_url()
+    if base is None:
+        pytest.skip(f"{PG_ENV} not set")
+    schema = "t_" + secrets.token_hex(6)
+    admin = create_engine(_psycopg_url(base))
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:  # any failure here must fail the test, loudly
+        pytest.fail(f"{PG_ENV} is set but PostgreSQL is unreachable: {exc}")
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
 @pytest.fixture(
     params=[
         "sqlite",
@@ -46,23 +70,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
-    base = _pg_base_url()
-    if base is None:
-        pytest.skip(f"{PG_ENV} not set")
-    schema = "t_" + secrets.token_hex(6)
-    admin = create_engine(_psycopg_url(base))
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:
-        pytest.fail(f"{PG_ENV} is set but PostgreSQL is unreachable: {exc}")
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with _postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL schema, for the tests that are about PostgreSQL only."""
+    with _postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import typer
 
 from ..config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from ..errors import NewsletterError
-from . import db, demo, issues, lists, posts, subscriber
+from . import db, demo, issues, lists, posts, subscriber, worker
 from .context import AppContext
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ subscriber.register(app)
 lists.register(app)
 posts.register(app)
 issues.register(app)
+worker.register(app)
 demo.register(app)
 
 

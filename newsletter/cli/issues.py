@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..delivery import ledger
+from ..delivery.send import send_issue, set_issue_status
+from ..delivery.testsend import test_send
 from ..errors import InvalidInputError
 from ..issues import lint as lint_
 from ..issues import preview as preview_
 from ..issues import service
-from .context import app_context
-from .output import console, print_json, print_json_array
+from ..store.models import DELIVERY_STATUSES, FINAL_DELIVERY_STATUSES
+from .context import app_context, translate_db_errors
+from .output import console, err_console, print_json, print_json_array
 
 issue_app = typer.Typer(help="Issues: editions of the newsletter.", no_args_is_help=True)
 
@@ -99,6 +108,12 @@ def show(
         row = service.issue_row(issue)
         row["audience"] = service.audience_size(session, issue)
         row["posts"] = [{"id": p.id, "title": p.title, "url": p.url} for p in issue.posts]
+        counts = ledger.counts(session, issue.id)
+        row["deliveries"] = {s: counts.get(s, 0) for s in DELIVERY_STATUSES}
+        row["started_at"] = issue.started_at.isoformat() if issue.started_at else None
+        row["finished_at"] = issue.finished_at.isoformat() if issue.finished_at else None
+        row["errors"] = ledger.errors_by_reply(session, issue.id)
+        row["rate_per_second"] = _rate(issue, counts.get("sent", 0))
     if as_json:
         print_json(row)
         return
@@ -109,6 +124,114 @@ def show(
     console.print(f"  audience  {row['audience']} active subscribers")
     for p in row["posts"]:
         console.print(f"  post {p['id']:<5} {p['title']}")
+    if any(row["deliveries"].values()):
+        console.print("  " + ", ".join(f"{n} {s}" for s, n in row["deliveries"].items() if n))
+        if row["rate_per_second"]:
+            console.print(f"  rate      {row['rate_per_second']:.0f} messages/s")
+    for e in row["errors"]:
+        reply = " ".join(str(x) for x in (e["code"], e["enhanced"], e["text"]) if x)
+        console.print(f"  {e['count']:>6} {e['status']}: {reply}")
+
+
+def _rate(issue, sent: int) -> float | None:
+    if not issue.started_at or not sent:
+        return None
+    end = issue.finished_at or datetime.now(UTC)
+    seconds = (end - issue.started_at).total_seconds()
+    return round(sent / seconds, 1) if seconds > 0 else None
+
+
+@issue_app.command("send")
+def send(
+    ctx: typer.Context,
+    issue_id: int = typer.Argument(..., help="Issue id."),
+    workers: int = typer.Option(
+        0, "--workers", min=0, help="Sending processes (default: one per CPU core)."
+    ),
+    only_missed: bool = typer.Option(
+        False, "--only-missed", help="Retry the failed and deferred deliveries only."
+    ),
+) -> None:
+    """Send an issue now; returns when every delivery is sent, deferred or failed."""
+    nl = app_context(ctx)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with nl.transaction() as session:
+        total = service.audience_size(session, service.get_issue(session, issue_id))
+    columns = (
+        TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("send", total=total, rate="")
+        began = time.monotonic()
+
+        def show(counts: dict[str, int]) -> None:
+            done = sum(counts.get(s, 0) for s in FINAL_DELIVERY_STATUSES)
+            elapsed = max(time.monotonic() - began, 1e-6)
+            bar.update(task, completed=done, total=max(total, sum(counts.values())),
+                       rate=f"{counts.get('sent', 0) / elapsed:,.0f}/s")  # fmt: skip
+
+        with translate_db_errors():
+            summary = send_issue(
+                nl.engine, nl.config_path, issue_id,
+                workers=workers or os.cpu_count() or 1, only_missed=only_missed,
+                progress=show, stop=stop,
+            )  # fmt: skip
+    c = summary.counts
+    head = "Stopped" if summary.stopped else f"Issue {issue_id} {summary.status}"
+    console.print(
+        f"{head}: {c.get('sent', 0)} sent, {c.get('deferred', 0)} deferred, "
+        f"{c.get('failed', 0)} failed, {c.get('bounced', 0)} bounced, "
+        f"{c.get('skipped', 0)} skipped, {c.get('pending', 0) + c.get('sending', 0)} not sent "
+        f"({summary.seconds:.1f} s)."
+    )
+    if c.get("deferred"):
+        console.print(f"Deferred ones are retried by `newsletter issue send {issue_id}` later.")
+
+
+def _set_status(ctx: typer.Context, issue_id: int, action: str) -> None:
+    with app_context(ctx).transaction() as session:
+        issue = set_issue_status(session, issue_id, action)
+    console.print(f"Issue {issue_id} is now {issue.status}.")
+
+
+@issue_app.command("pause")
+def pause(ctx: typer.Context, issue_id: int = typer.Argument(..., help="Issue id.")) -> None:
+    """Stop sending after the batches in flight; `resume` continues."""
+    _set_status(ctx, issue_id, "pause")
+
+
+@issue_app.command("resume")
+def resume(ctx: typer.Context, issue_id: int = typer.Argument(..., help="Issue id.")) -> None:
+    """Allow a paused issue to send again (run `issue send` or a worker)."""
+    _set_status(ctx, issue_id, "resume")
+
+
+@issue_app.command("cancel")
+def cancel(ctx: typer.Context, issue_id: int = typer.Argument(..., help="Issue id.")) -> None:
+    """Cancel an issue: nothing more is sent."""
+    _set_status(ctx, issue_id, "cancel")
+
+
+@issue_app.command("missed")
+def missed(
+    ctx: typer.Context,
+    issue_id: int = typer.Argument(..., help="Issue id."),
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+) -> None:
+    """Who has not received the issue, and why."""
+    with app_context(ctx).transaction() as session:
+        issue = service.get_issue(session, issue_id)
+        rows = ledger.missed(session, issue)
+        if as_json:
+            print_json_array(rows)
+            return
+        n = 0
+        for r in rows:
+            n += 1
+            console.print(f"{r['email'] or '(erased)'}  {r['reason']}")
+    console.print(f"{n} recipient(s) have not received issue {issue_id}.")
 
 
 @issue_app.command("preview")
@@ -119,8 +242,6 @@ def preview(
     to: str | None = typer.Option(None, "--to", help="Also send one test message here."),
 ) -> None:
     """Write the issue as HTML and .eml for a sample subscriber (and optionally send a test)."""
-    if to is not None:
-        raise InvalidInputError("test sends (--to) are not available yet: files only for now")
     nl = app_context(ctx)
     with nl.transaction() as session:
         issue = service.get_issue(session, issue_id)
@@ -129,6 +250,12 @@ def preview(
     result = preview_.write_preview(prepared, recipient, out)
     console.print(f"HTML: {result.html_path} ({result.size // 1024} KB)")
     console.print(f".eml: {result.eml_path} (personalised for {recipient.email})")
+    if to is not None:
+        outcome = test_send(prepared, recipient, to, nl.settings)
+        console.print(f"Test message to {to}: {outcome.outcome} ({outcome.code or ''} "
+                      f"{outcome.text})".replace("( ", "("))  # fmt: skip
+        if outcome.outcome != "sent":
+            raise typer.Exit(1)
 
 
 @issue_app.command("lint")

@@ -29,7 +29,9 @@ def connect(url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_pragmas)
             # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; let
             # SQLAlchemy emit BEGIN itself (documented recipe for the pysqlite driver).
-            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            # engine.execution_options(sqlite_begin="IMMEDIATE") takes the write lock at
+            # BEGIN, for short read-then-write transactions such as claiming deliveries.
+            event.listen(engine, "begin", _sqlite_begin)
         elif parsed.get_backend_name() == "postgresql":
             engine = create_engine(parsed, pool_pre_ping=True)
         else:
@@ -41,6 +43,11 @@ def connect(url: str) -> Engine:
             f"database driver missing for {url!r}: pip install 'newsletter[postgres]'"
         ) from exc
     return engine
+
+
+def _sqlite_begin(conn) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -252,6 +252,9 @@ class Issue(Base):
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The shared rate limiter: the time up to which sending slots are already handed out.
+    # Workers reserve slots by moving it forward (store/ratelimit), across processes.
+    rate_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -272,3 +275,46 @@ class IssuePost(Base):
         IdType, ForeignKey("posts.id", ondelete="RESTRICT"), primary_key=True
     )
     position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- deliveries ----------------------------------------------------------------------------
+
+DELIVERY_STATUSES = ("pending", "sending", "sent", "deferred", "failed", "bounced", "skipped")
+# Deliveries in these states are finished: nothing more will be sent for them.
+FINAL_DELIVERY_STATUSES = ("sent", "failed", "bounced", "skipped")
+
+
+class Delivery(Base):
+    """One message of one issue to one subscriber: the ledger that makes sending exactly-once.
+
+    Created for the whole audience when sending starts. A worker claims a batch (status
+    "sending", ``claimed_by``, ``lease_until``), sends outside any transaction and records each
+    result; a claim whose lease expired (a crashed worker) is claimed again. ``message_id`` is
+    the same on every attempt, so a resend after a crash carries the same Message-ID.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+        CheckConstraint(f"status IN ({_in(DELIVERY_STATUSES)})", name="status"),
+        Index("ix_deliveries_issue_status", "issue_id", "status", "next_attempt_at"),
+        Index("ix_deliveries_subscriber_id", "subscriber_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(IdType, ForeignKey("issues.id", ondelete="CASCADE"))
+    # NULL once the subscriber is erased: the row stays for the issue's statistics.
+    subscriber_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_enhanced: Mapped[str] = mapped_column(String(16), default="")
+    last_text: Mapped[str] = mapped_column(String(500), default="")
+    message_id: Mapped[str] = mapped_column(String(300), default="")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str] = mapped_column(String(100), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

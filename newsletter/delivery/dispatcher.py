@@ -1,0 +1,239 @@
+"""The dispatcher: claim a batch, compose each message, hand them to the transport, settle.
+
+``Worker.run`` is one process's loop (used by `issue send`, its child processes and
+`newsletter worker`). The issue is rendered once per process (``prepare_issue``); per
+recipient only personalisation and MIME assembly happen. Database work happens in short
+transactions between batches; nothing is sent inside a transaction. A stop request (Ctrl-C,
+SIGTERM) lets the batch in flight finish, releases what was not sent and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..compose import PreparedIssue, Recipient
+from ..config import Settings
+from ..errors import InvalidEmailError, NewsletterError
+from ..issues.preview import prepare
+from ..store.models import Issue, utcnow
+from . import ledger
+from .transports import Envelope, Result, Transport, TransportError, make_transport
+
+log = logging.getLogger("newsletter.delivery")
+IDLE_POLL_SECONDS = 0.2
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def add(self, counts: dict[str, int]) -> None:
+        for status, n in counts.items():
+            self.by_status[status] = self.by_status.get(status, 0) + n
+
+
+def claim_sessions(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose SQLite transactions begin IMMEDIATE (claims read, then write)."""
+    return sessionmaker(engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
+
+
+def sender_address(settings: Settings) -> str:
+    """The envelope sender (MAIL FROM): the bounce address if configured, else From."""
+    return settings.bounces.return_path.replace("+{token}", "") or settings.sender.from_address
+
+
+class Worker:
+    """One process's sending loop. ``issue_id`` None: any sending issue (`newsletter worker`).
+
+    ``exit_when_idle``: return once the issue has nothing due (`issue send`); otherwise poll
+    for work until stopped (`newsletter worker`).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        issue_id: int | None = None,
+        exit_when_idle: bool = True,
+        transport: Transport | None = None,
+        stop: threading.Event | None = None,
+        on_settled: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
+        self.sessions = claim_sessions(engine)
+        self.settings = settings
+        self.issue_id = issue_id
+        self.exit_when_idle = exit_when_idle
+        self.transport = transport
+        self.stop = stop or threading.Event()
+        self.on_settled = on_settled
+        self.name = ledger.worker_name()
+        self.stats = WorkerStats()
+        self._prepared: dict[int, PreparedIssue] = {}
+        self._slots: dict[int, datetime] = {}
+        self._mail_from = sender_address(settings)
+
+    def run(self) -> WorkerStats:
+        """Send until done or stopped. Raises TransportError (config problem) after settling."""
+        return asyncio.run(self._run())
+
+    async def _run(self) -> WorkerStats:
+        own_transport = self.transport is None
+        transport = self.transport or make_transport(
+            self.settings.smtp, self.settings.sending, base_dir=self.settings.base_dir
+        )
+        try:
+            while not self.stop.is_set():
+                claims = self._claim()
+                if not claims:
+                    if self.exit_when_idle and self._idle():
+                        break
+                    await asyncio.sleep(IDLE_POLL_SECONDS)
+                    continue
+                await self._deliver(transport, claims)
+        finally:
+            with self.sessions() as session, session.begin():
+                ledger.release(session, self.name)
+            if own_transport:
+                await transport.aclose()
+        return self.stats
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _batch_size(self) -> int:
+        size = self.settings.sending.batch_size
+        rate = self._rate()
+        return max(1, min(size, int(rate * 2))) if rate else size
+
+    def _rate(self) -> float:
+        s = self.settings.sending
+        rates = [r for r in (s.rate_per_second, s.rate_per_hour / 3600) if r > 0]
+        return min(rates) if rates else 0.0
+
+    def _claim(self) -> list[ledger.Claim]:
+        size = self._batch_size()
+        lease = timedelta(seconds=self.settings.sending.lease_seconds)
+        rate = self._rate()
+        if rate:
+            lease += timedelta(seconds=size / rate)
+        with self.sessions() as session, session.begin():
+            claims = ledger.claim(
+                session, worker=self.name, limit=size, lease=lease, issue_id=self.issue_id
+            )
+            self._slots = (
+                {
+                    issue_id: ledger.reserve_slots(session, issue_id, n, rate)
+                    for issue_id, n in _per_issue(claims).items()
+                }
+                if rate and claims
+                else {}
+            )
+        self.stats.claimed += len(claims)
+        return claims
+
+    def _idle(self) -> bool:
+        """True when this worker is done: the issue was paused or cancelled, or it has
+        nothing due now and nothing in flight elsewhere (then it may be marked sent)."""
+        if self.issue_id is None:
+            return True
+        with self.sessions() as session, session.begin():
+            issue = session.get(Issue, self.issue_id)
+            if issue is None or issue.status != ledger.ACTIVE_ISSUE:
+                return True
+            ledger.release_dead_local_claims(session)
+            due, _waiting = ledger.remaining(session, self.issue_id)
+            if due == 0:
+                ledger.finish_if_done(session, issue)
+                return True
+            return False
+
+    def _prepared_issue(self, issue_id: int) -> PreparedIssue:
+        prepared = self._prepared.get(issue_id)
+        if prepared is None:
+            with self.sessions() as session:
+                issue = session.get(Issue, issue_id)
+                if issue is None:
+                    raise NewsletterError(f"issue {issue_id} vanished while sending")
+                prepared = prepare(issue, self.settings)
+            self._prepared[issue_id] = prepared
+        return prepared
+
+    def _compose(self, claims: list[ledger.Claim]) -> tuple[list[Envelope], list[tuple]]:
+        """Envelopes for the claims; recipients that cannot be addressed fail at once."""
+        envelopes, failed = [], []
+        now = utcnow()
+        for c in claims:
+            prepared = self._prepared_issue(c.issue_id)
+            r = Recipient(subscriber_id=c.subscriber_id, email=c.email, name=c.name, token=c.token)
+            try:
+                envelopes.append(
+                    Envelope(
+                        key=c.delivery_id,
+                        mail_from=self._mail_from,
+                        rcpt_to=prepared.envelope_recipient(r),
+                        data=prepared.message_bytes(r, date=now),
+                        smtputf8=prepared.needs_smtputf8(r),
+                    )
+                )
+            except InvalidEmailError as exc:
+                failed.append((c, Result(c.delivery_id, "failed", None, "", str(exc)), ""))
+        return envelopes, failed
+
+    async def _deliver(self, transport: Transport, claims: list[ledger.Claim]) -> None:
+        by_id = {c.delivery_id: c for c in claims}
+        envelopes, outcomes = self._compose(claims)
+        problem: TransportError | None = None
+        try:
+            results = await self._send_paced(transport, envelopes, claims)
+        except TransportError as exc:
+            problem, results = exc, exc.results
+        for r in results:
+            c = by_id[r.key]
+            outcomes.append((c, r, self._prepared[c.issue_id].message_id(_recipient(c))))
+        with self.sessions() as session, session.begin():
+            settled = ledger.settle(
+                session, outcomes, worker=self.name, settings=self.settings.sending
+            )
+        self.stats.add(settled)
+        if self.on_settled:
+            self.on_settled(settled)
+        if problem is not None:
+            raise problem
+
+    async def _send_paced(
+        self, transport: Transport, envelopes: list[Envelope], claims: list[ledger.Claim]
+    ) -> list[Result]:
+        """Send at once, or, under a rate limit, each message at its reserved slot."""
+        rate = self._rate()
+        if not rate or not envelopes:
+            return await transport.send(envelopes)
+        start = min(self._slots.values()) if self._slots else utcnow()
+        results: list[Result] = []
+        chunk = max(1, int(rate / 10))  # about ten sends a second
+        for i in range(0, len(envelopes), chunk):
+            due = start + timedelta(seconds=i / rate)
+            delay = (due - utcnow()).total_seconds()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            results += await transport.send(envelopes[i : i + chunk])
+        return results
+
+
+def _recipient(c: ledger.Claim) -> Recipient:
+    return Recipient(subscriber_id=c.subscriber_id, email=c.email, name=c.name, token=c.token)
+
+
+def _per_issue(claims: list[ledger.Claim]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for c in claims:
+        out[c.issue_id] = out.get(c.issue_id, 0) + 1
+    return out
