@@ -22,8 +22,12 @@ def test_demo_runs_end_to_end_and_its_summary_matches_its_folder(tmp_path: Path)
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "301 subscribers, 3 posts, issue 1 ready for 301 readers" in proc.stdout
+    assert "301 subscribers, 3 posts, issue 1 sent to 301 of 301 readers" in proc.stdout
     assert "Lint: 0 errors" in proc.stdout
+    delivered = list((folder / "outbox" / "new").iterdir())
+    assert len(delivered) == 301
+    sample = email.message_from_bytes(delivered[0].read_bytes(), policy=email.policy.default)
+    assert sample["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     eml = (folder / "preview" / "issue-1.eml").read_bytes()
     msg = email.message_from_bytes(eml, policy=email.policy.default)
     assert msg["Subject"] == "The first hundred customers are a research project"

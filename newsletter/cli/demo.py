@@ -25,13 +25,15 @@ def demo(
     console.print("")
     console.print(
         f"Done. {result.imported['new']} subscribers, {result.posts} posts, issue "
-        f"{result.issue_id} ready for {result.audience} readers."
+        f"{result.issue_id} sent to {result.sent} of {result.audience} readers."
     )
-    console.print(f"Open {result.html_path} in a browser to see the email.")
+    console.print(f"Open {result.html_path} in a browser to see the email;")
+    console.print(f"the messages as delivered are in {result.outbox}.")
     console.print("Try next:")
     for command in (
         "subscriber list --list blog --limit 5",
         f"issue show {result.issue_id}",
+        f"issue missed {result.issue_id}",
         f"issue lint {result.issue_id}",
         "post ls",
     ):

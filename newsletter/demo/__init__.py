@@ -2,8 +2,9 @@
 
 Writes a config and a SQLite database, imports the bundled subscriber CSV (with the kind of
 problems real exports have), serves the bundled blog feed from a local HTTP server and
-fetches it, composes an issue from the newest post, writes its preview (HTML and .eml) and
-checks it with `issue lint`. Nothing leaves 127.0.0.1.
+fetches it, composes an issue from the newest post, writes its preview (HTML and .eml),
+checks it with `issue lint` and sends it through the maildir transport (one .eml file per
+reader in outbox/new). Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ..config import database_url, load_settings
 from ..content.library import poll_feed
+from ..delivery.send import send_issue
 from ..errors import InvalidInputError
 from ..issues import lint, preview
 from ..issues.service import audience_size, create_issue
@@ -62,6 +64,8 @@ class DemoResult:
     audience: int
     html_path: Path
     eml_path: Path
+    sent: int
+    outbox: Path
     findings: list[lint.Finding] = field(default_factory=list)
 
 
@@ -158,6 +162,12 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
             )
             errors = [f for f in findings if f.level == "error"]
             say(f"7. Lint: {len(errors)} errors, {len(findings) - len(errors)} warnings")
+            sent = send_issue(engine, config_path, issue_id, workers=1)
+            outbox = folder / settings.sending.maildir_path / "new"
+            say(
+                f"8. Sent issue {issue_id}: {sent.counts.get('sent', 0)} messages delivered to "
+                f"the local maildir {outbox} in {sent.seconds:.1f} s"
+            )
         finally:
             engine.dispose()
     return DemoResult(
@@ -169,5 +179,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
         audience=audience,
         html_path=shown.html_path,
         eml_path=shown.eml_path,
+        sent=sent.counts.get("sent", 0),
+        outbox=outbox,
         findings=findings,
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ class Received:
     mail_options: list[str]
     content: bytes  # as the server got it, dot-stuffing undone
     session: int
+    at: float = field(default_factory=time.monotonic)  # when the server accepted it
 
 
 @dataclass

@@ -1,0 +1,161 @@
+"""Send benchmark: `newsletter issue send` of a 20 KB issue to 50,000 and 200,000 subscribers.
+
+    python bench/send.py [--sizes 50000,200000] [--pg postgresql://postgres@127.0.0.1/test]
+
+For each store (SQLite, and PostgreSQL when --pg or NEWSLETTER_TEST_DATABASE_URL is given) and
+each size: a fresh database, subscribers imported from a generated CSV, a Markdown post of
+~20 KB of HTML, then the real CLI `issue send` (default workers: one per core) against
+bench/fast_sink.py on 127.0.0.1. Prints messages/s end to end (render + MIME + SMTP +
+ledger), the peak RSS of the largest process of the send, and checks with the sink's RCPT log
+that every subscriber got exactly one message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+HERE = Path(__file__).resolve().parent
+PARAGRAPH = (
+    "Pricing is the most powerful lever a software company has, and the one founders touch "
+    "least. We changed ours three times in eighteen months; each change taught us something "
+    "about who our customers were and what they valued. "
+)
+# Runs a command and prints the largest RSS (KB) of any process in its tree.
+MEASURE = (
+    "import resource, subprocess, sys; "
+    "rc = subprocess.run(sys.argv[1:]).returncode; "
+    "print('maxrss_kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(rc)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "newsletter", "--config", str(config), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def prepare(workdir: Path, url: str, size: int, port: int) -> Path:
+    config = workdir / "newsletter.toml"
+    config.write_text(
+        f"""
+[site]
+name = "Field Notes"
+base_url = "https://news.example.com"
+postal_address = "Field Notes AB, Sveavägen 1, 111 57 Stockholm, Sweden"
+[sender]
+from_name = "Field Notes"
+from_address = "letters@news.example.com"
+[database]
+url = "{url}"
+[smtp]
+host = "127.0.0.1"
+port = {port}
+concurrency = 8
+max_messages_per_connection = 1000
+timeout = 30.0
+[sending]
+batch_size = 1000
+""",
+        encoding="utf-8",
+    )
+    cli(config, "db", "upgrade")
+    people = workdir / "people.csv"
+    with people.open("w", encoding="utf-8") as fh:
+        fh.write("email,name\n")
+        for i in range(size):
+            fh.write(f"reader{i}@example.com,Reader {i}\n")
+    cli(config, "list", "create", "blog")
+    cli(config, "subscriber", "import", str(people), "--list", "blog")
+    post = workdir / "post.md"
+    body = "\n\n".join(f"## Part {i}\n\n{PARAGRAPH * 3}" for i in range(24))
+    post.write_text(
+        f"---\ntitle: We changed our pricing three times\ndate: 2026-11-24\n---\n\n{body}\n",
+        encoding="utf-8",
+    )
+    cli(config, "post", "add", str(post))
+    cli(config, "issue", "create", "--latest", "--list", "blog")
+    return config
+
+
+def run(label: str, url: str, size: int, workdir: Path) -> None:
+    port = free_port()
+    rcpt_log = workdir / "rcpt.log"
+    sink = subprocess.Popen(
+        [sys.executable, str(HERE / "fast_sink.py"), str(port), "--rcpt-log", str(rcpt_log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        config = prepare(workdir, url, size, port)
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", MEASURE, sys.executable, "-m", "newsletter", "--config",
+             str(config), "issue", "send", "1"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"send failed: {proc.stderr.strip()}")
+        rss_kb = int(proc.stderr.split("maxrss_kb")[1].split()[0])
+    finally:
+        sink.terminate()
+        sink.wait()
+    counts = collections.Counter(rcpt_log.read_text().split())
+    once = len(counts) == size and set(counts.values()) == {1}
+    print(
+        f"{label:<10} {size:>8,} recipients  {elapsed:6.1f} s  {size / elapsed:7,.0f} msg/s  "
+        f"peak RSS {rss_kb / 1024:5.0f} MB  each exactly once: {'yes' if once else 'NO'}"
+    )
+    print(f"{'':<10} {proc.stdout.strip()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="50000,200000")
+    parser.add_argument("--pg", default=os.environ.get("NEWSLETTER_TEST_DATABASE_URL", ""))
+    parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    for size in sizes:
+        if args.only in (None, "sqlite"):
+            with tempfile.TemporaryDirectory() as tmp:
+                run("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", size, Path(tmp))
+        if args.only in (None, "postgresql") and args.pg:
+            schema = "bench_send"
+            admin = create_engine(args.pg.replace("postgresql://", "postgresql+psycopg://", 1))
+            with admin.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                conn.execute(text(f"CREATE SCHEMA {schema}"))
+            sep = "&" if "?" in args.pg else "?"
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    url = f"{args.pg}{sep}options=-csearch_path%3D{schema}"
+                    run("postgresql", url, size, Path(tmp))
+            finally:
+                with admin.begin() as conn:
+                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+if __name__ == "__main__":
+    main()
