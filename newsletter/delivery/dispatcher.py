@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -79,7 +79,6 @@ class Worker:
         self.name = ledger.worker_name()
         self.stats = WorkerStats()
         self._prepared: dict[int, PreparedIssue] = {}
-        self._slots: dict[int, datetime] = {}
         self._mail_from = sender_address(settings)
 
     def run(self) -> WorkerStats:
@@ -110,6 +109,7 @@ class Worker:
     # -- steps -------------------------------------------------------------------------------
 
     def _batch_size(self) -> int:
+        """Under a rate limit, about two seconds of sending, so claims stay spread out."""
         size = self.settings.sending.batch_size
         rate = self._rate()
         return max(1, min(size, int(rate * 2))) if rate else size
@@ -128,14 +128,6 @@ class Worker:
         with self.sessions() as session, session.begin():
             claims = ledger.claim(
                 session, worker=self.name, limit=size, lease=lease, issue_id=self.issue_id
-            )
-            self._slots = (
-                {
-                    issue_id: ledger.reserve_slots(session, issue_id, n, rate)
-                    for issue_id, n in _per_issue(claims).items()
-                }
-                if rate and claims
-                else {}
             )
         self.stats.claimed += len(claims)
         return claims
@@ -212,28 +204,24 @@ class Worker:
     async def _send_paced(
         self, transport: Transport, envelopes: list[Envelope], claims: list[ledger.Claim]
     ) -> list[Result]:
-        """Send at once, or, under a rate limit, each message at its reserved slot."""
+        """Send at once, or, under a rate limit, in small chunks, each at the slot reserved
+        for it just before it goes (so a late worker cannot burst into another's slots)."""
         rate = self._rate()
         if not rate or not envelopes:
             return await transport.send(envelopes)
-        start = min(self._slots.values()) if self._slots else utcnow()
+        issue_of = {c.delivery_id: c.issue_id for c in claims}
         results: list[Result] = []
         chunk = max(1, int(rate / 10))  # about ten sends a second
         for i in range(0, len(envelopes), chunk):
-            due = start + timedelta(seconds=i / rate)
-            delay = (due - utcnow()).total_seconds()
+            part = envelopes[i : i + chunk]
+            with self.sessions() as session, session.begin():
+                start = ledger.reserve_slots(session, issue_of[part[0].key], len(part), rate)
+            delay = (start - utcnow()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)
-            results += await transport.send(envelopes[i : i + chunk])
+            results += await transport.send(part)
         return results
 
 
 def _recipient(c: ledger.Claim) -> Recipient:
     return Recipient(subscriber_id=c.subscriber_id, email=c.email, name=c.name, token=c.token)
-
-
-def _per_issue(claims: list[ledger.Claim]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for c in claims:
-        out[c.issue_id] = out.get(c.issue_id, 0) + 1
-    return out

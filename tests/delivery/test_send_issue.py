@@ -240,9 +240,7 @@ def test_workers_share_an_issue_and_the_rate_limit(cli, smtp_server, tmp_path) -
     # the server saw more than the limit (plus one pacing step of slack).
     assert elapsed >= (n - 150) / 150
     times = sorted(m.at for m in server.handler.messages)
-    busiest = max(
-        sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times)
-    )
+    busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
     assert busiest <= 150 * 1.15, busiest
     sessions_used = {m.session for m in server.handler.messages}
     assert len(sessions_used) > 4  # more than one process's connections took part
