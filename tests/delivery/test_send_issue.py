@@ -268,3 +268,34 @@ def test_three_workers_and_send_share_20000_exactly_once(
     received = Counter(server.handler.recipients())
     assert len(received) == 20_000 and set(received) == set(emails)
     assert max(received.values()) == 1
+
+
+def test_sigterm_stops_cleanly_releases_claims_and_doubles_nothing(
+    cli, smtp_server, tmp_path
+) -> None:
+    from sqlalchemy import func, select
+
+    from newsletter.config import database_url, load_settings
+    from newsletter.store import connect
+    from newsletter.store.models import Delivery
+
+    server = smtp_server()
+    smtp_config(cli, server, rate_per_second=100, batch_size=40)
+    emails = seed(cli, tmp_path, 300)
+    proc = _newsletter(cli.config, "issue", "send", "1", "--workers", "2")
+    _wait(lambda: len(server.handler.messages) >= 60, 60)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.startswith("Stopped:")
+    engine = connect(database_url(load_settings(cli.config)))
+    with engine.connect() as conn:
+        in_flight = conn.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.status == "sending")
+        )
+    engine.dispose()
+    assert in_flight == 0  # every claim was settled or given back
+    assert len(server.handler.messages) < 300
+    assert "Issue 1 sent: 300 sent" in cli.ok("issue", "send", "1").stdout
+    received = Counter(server.handler.recipients())
+    assert set(received) == set(emails) and max(received.values()) == 1
