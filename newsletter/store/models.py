@@ -14,14 +14,19 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -229,6 +234,10 @@ class Post(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # For feeds in "draft" or "send" mode: "pending" until the scheduler has made this post's
+    # issue (in the same transaction as the issue), then "done"; "none" for posts that get no
+    # issue of their own (Markdown posts, digest feeds, a new feed's backlog).
+    announce: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
 
 
 class Issue(Base):
@@ -318,3 +327,14 @@ class Delivery(Base):
     claimed_by: Mapped[str] = mapped_column(String(100), default="")
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# APScheduler 3's SQLAlchemy job store keeps its jobs here (the table it would create itself,
+# made by our migrations so the schema has one owner). Only `newsletter run` touches it.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
