@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .cron import cron_trigger
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "newsletter.toml"
@@ -91,6 +92,7 @@ class FeedSettings(_Section):
     list: str = ""
     mode: Literal["draft", "send", "digest"] = "draft"
     interval_minutes: float = Field(default=15.0, gt=0)
+    announce_backlog: bool = False
 
 
 class DigestSettings(_Section):
@@ -98,6 +100,14 @@ class DigestSettings(_Section):
     timezone: TimeZoneName = "UTC"
     list: str = ""
     subject: str = "{site} digest: {posts}"
+
+    @model_validator(mode="after")
+    def _cron_parses(self) -> DigestSettings:
+        try:
+            cron_trigger(self.cron, self.timezone)
+        except ValueError as exc:
+            raise ValueError(f"cron: {exc}") from None
+        return self
 
 
 class WebSettings(_Section):
@@ -121,6 +131,8 @@ class BounceSettings(_Section):
 class SchedulerSettings(_Section):
     timezone: TimeZoneName = "UTC"
     misfire_grace_seconds: int = Field(default=86_400, ge=1)
+    dispatch_interval_seconds: float = Field(default=5.0, gt=0)
+    standby_poll_seconds: float = Field(default=5.0, gt=0)
 
 
 class Settings(_Section):

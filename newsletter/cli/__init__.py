@@ -14,7 +14,7 @@ import typer
 
 from ..config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from ..errors import NewsletterError
-from . import db, demo, issues, lists, posts, subscriber, worker
+from . import db, demo, issues, lists, posts, run, subscriber, worker
 from .context import AppContext
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ lists.register(app)
 posts.register(app)
 issues.register(app)
 worker.register(app)
+run.register(app)
 demo.register(app)
 
 

@@ -19,7 +19,7 @@ from ..delivery.testsend import test_send
 from ..errors import InvalidInputError
 from ..issues import lint as lint_
 from ..issues import preview as preview_
-from ..issues import service
+from ..issues import schedule, service
 from ..store.models import DELIVERY_STATUSES, FINAL_DELIVERY_STATUSES
 from .context import app_context, translate_db_errors
 from .output import console, err_console, print_json, print_json_array
@@ -290,3 +290,32 @@ def lint(
     console.print(f"{errors} error(s), {sum(f.level == 'warning' for f in findings)} warning(s).")
     if errors:
         raise typer.Exit(1)
+
+
+@issue_app.command("schedule")
+def schedule_(
+    ctx: typer.Context,
+    issue_id: int = typer.Argument(..., help="Issue id."),
+    at: str = typer.Option(..., "--at", help="Local time, 'YYYY-MM-DD HH:MM'."),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone of --at, e.g. Europe/Stockholm (default: [scheduler])."
+    ),
+) -> None:
+    """Send the issue at a time (stored in UTC; `newsletter run` sends it)."""
+    nl = app_context(ctx)
+    zone = tz or nl.settings.scheduler.timezone
+    when = schedule.parse_local_time(at, zone)
+    with nl.transaction() as session:
+        issue = schedule.schedule_issue(session, service.get_issue(session, issue_id), when)
+    console.print(
+        f"Issue {issue.id} scheduled for {at} {zone} "
+        f"({when.isoformat(timespec='minutes').replace('+00:00', ' UTC')})."
+    )
+
+
+@issue_app.command("unschedule")
+def unschedule(ctx: typer.Context, issue_id: int = typer.Argument(..., help="Issue id.")) -> None:
+    """Take an issue off the schedule (it becomes a draft again)."""
+    with app_context(ctx).transaction() as session:
+        schedule.unschedule_issue(session, service.get_issue(session, issue_id))
+    console.print(f"Issue {issue_id} is a draft again.")

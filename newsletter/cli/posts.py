@@ -11,6 +11,7 @@ from rich.table import Table
 from ..content import library
 from ..content.fetch import USER_AGENT
 from ..errors import InvalidInputError
+from ..issues.announce import announce_pending
 from .context import app_context, translate_db_errors
 from .output import console, err_console, print_json_array
 
@@ -28,14 +29,22 @@ def fetch(
 ) -> None:
     """Poll the configured feeds now (or one URL); new and edited posts are stored."""
     nl = app_context(ctx)
-    urls = [url] if url else [f.url for f in nl.settings.feeds]
+    configured = {f.url: f for f in nl.settings.feeds}
+    urls = [url] if url else list(configured)
     if not urls:
         raise InvalidInputError("no feeds configured: add a [[feeds]] table or pass a URL")
     failed = 0
     with translate_db_errors(), httpx.Client(headers={"User-Agent": USER_AGENT}) as client:
         sessions = nl.sessions()
         for feed_url in urls:
-            outcome = library.poll_feed(sessions, feed_url, client=client)
+            feed = configured.get(feed_url)
+            outcome = library.poll_feed(
+                sessions,
+                feed_url,
+                mode=feed.mode if feed else "",
+                announce_backlog=feed.announce_backlog if feed else False,
+                client=client,
+            )
             if outcome.status == "error":
                 failed += 1
                 err_console.print(f"Error: {outcome.error}")
@@ -46,6 +55,10 @@ def fetch(
                     f"{feed_url}: {outcome.new} new, {outcome.updated} updated, "
                     f"{outcome.unchanged} unchanged"
                 )
+    with nl.transaction() as session:
+        for a in announce_pending(session, nl.settings):
+            what = "scheduled to send now" if a.mode == "send" else "drafted"
+            console.print(f"Issue {a.issue_id} {what} from post {a.post_id}.")
     if failed:
         raise typer.Exit(1)
 

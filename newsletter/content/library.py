@@ -74,11 +74,18 @@ def poll_feed(
     sessions: sessionmaker[Session],
     url: str,
     *,
+    mode: str = "",
+    announce_backlog: bool = False,
     client: httpx.Client | None = None,
     timeout: float = 20.0,
 ) -> FeedOutcome:
     """Fetch one feed (conditionally, with the stored ETag / Last-Modified) and store its
-    posts. Returns what happened; errors are recorded on the feed and returned."""
+    posts. Returns what happened; errors are recorded on the feed and returned.
+
+    With ``mode`` "draft" or "send", each new post is marked for an issue of its own
+    (``Post.announce = "pending"``; ``issues.announce`` makes it). A feed's first successful
+    poll only records its backlog as seen, unless ``announce_backlog``.
+    """
     with sessions() as session, session.begin():
         feed = session.scalar(select(Feed).where(Feed.url == url))
         if feed is None:
@@ -86,6 +93,10 @@ def poll_feed(
             session.add(feed)
             session.flush()
         feed_id, etag, last_modified = feed.id, feed.etag, feed.last_modified
+        seen_before = feed.title != ""  # set by the first successful parse
+    announce = (
+        "pending" if mode in ("draft", "send") and (seen_before or announce_backlog) else ("none")
+    )
     try:
         result = fetch_feed(
             url, etag=etag, last_modified=last_modified, client=client, timeout=timeout
@@ -105,11 +116,12 @@ def poll_feed(
         feed.etag, feed.last_modified = result.etag, result.last_modified
         feed.last_fetched_at, feed.last_error = utcnow(), ""
         if parsed is not None:
-            feed.title = parsed.title[:500]
+            feed.title = (parsed.title or "(untitled feed)")[:500]
             for data in parsed.entries:
                 post, change = upsert_post(session, data, origin=url, feed_id=feed_id)
                 setattr(outcome, change, getattr(outcome, change) + 1)
                 if change == "new":
+                    post.announce = announce
                     new_ids.append(post.id)
     outcome.new_post_ids = tuple(new_ids)
     return outcome

@@ -338,3 +338,60 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+# --- web sign-ups --------------------------------------------------------------------------
+
+
+class Confirmation(Base):
+    """A double opt-in link sent to one address: pending until it is used or expires.
+
+    The link's token is never stored: ``selector`` (its first characters) finds the row and
+    ``verifier`` (SHA-256 of the whole token) is compared in constant time, so a copy of the
+    database holds no working link. ``consent`` is what the sign-up recorded (time, IP, user
+    agent, source page, consent text version) and ``lists`` the lists asked for; both are
+    cleared when an unconfirmed sign-up expires. ``subscriber_id`` is NULL once the person was
+    deleted (expired or erased); the row is kept for a while so an old link is answered
+    politely ("expired") instead of with a 404.
+    """
+
+    __tablename__ = "confirmations"
+    __table_args__ = (Index("ix_confirmations_subscriber_id", "subscriber_id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    selector: Mapped[str] = mapped_column(String(16), unique=True)
+    verifier: Mapped[str] = mapped_column(String(64))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    lists: Mapped[list[str]] = mapped_column(JSON, default=list)
+    consent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RateLimit(Base):
+    """A fixed-window request counter shared by every `newsletter serve` process.
+
+    ``key`` names what is counted and a hash of whom (``signup-ip:<sha256>``,
+    ``signup-address:<sha256>``); the window restarts when ``window_start`` is older than
+    the configured window. Old rows are purged by the web service's periodic clean-up.
+    """
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+
+
+TOKEN_SELECTOR_LENGTH = 8
+"""Leading characters of a subscriber's token that the database looks up (an expression
+index); the whole token is then compared in constant time (``hmac.compare_digest``), so the
+timing of a lookup can reveal at most these characters, never a working token."""
+
+Index(
+    "ix_subscribers_token_selector",
+    func.substr(Subscriber.token, 1, TOKEN_SELECTOR_LENGTH),
+)

@@ -1,0 +1,321 @@
+"""`newsletter run`: the scheduler daemon (APScheduler 3, jobs in the project's database).
+
+One scheduler at a time: on PostgreSQL the process holds an advisory lock on a connection of
+its own (released by the server the moment the process dies); on SQLite an flock on a file
+beside the database. A second `newsletter run` waits as a hot standby and takes over.
+
+Jobs (stable ids, stored in the ``apscheduler_jobs`` table, all coalescing, one instance at a
+time, misfire grace = ``scheduler.misfire_grace_seconds``):
+
+- ``dispatch`` (every ``scheduler.dispatch_interval_seconds``): issues whose time has come are
+  opened for sending (or marked missed when too late, see issues.schedule); pending posts of
+  "draft"/"send" feeds get their issue; every sending issue with due work (new, or deferred
+  deliveries whose retry time came) gets a sending worker thread in this process.
+- ``feed:<url>`` (every ``interval_minutes``): poll one feed; a broken feed is logged and the
+  others go on.
+- ``digest`` (the ``[digest] cron`` in its time zone): one digest per digest list, of the
+  posts that list has not had; none when there are none.
+
+Restart safety: the issue rows are the truth for issues, so a schedule made while the daemon
+was down is honoured when it starts. Jobs already in the store keep their next run time when
+their trigger is unchanged, so a digest that fell due during downtime runs once on start-up
+(coalesced) if within the grace. SIGTERM/SIGINT: no new work; sending threads finish their
+batch, give back what they had not sent, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import Settings
+from .content.library import poll_feed
+from .cron import cron_trigger
+from .delivery import ledger
+from .delivery.dispatcher import Worker
+from .errors import InvalidInputError, NewsletterError
+from .issues import schedule
+from .issues.announce import announce_pending
+from .issues.service import create_issue
+from .store import session_factory
+from .store.models import Issue, utcnow
+
+log = logging.getLogger("newsletter.scheduler")
+ADVISORY_LOCK_KEY = 0x6E6C5F72756E  # "nl_run"
+JOB_TABLE = "apscheduler_jobs"
+
+_daemon: Daemon | None = None  # the running daemon, for the job functions
+
+
+# --- one scheduler at a time -------------------------------------------------------------
+
+
+class Leadership:
+    """The right to schedule: a PostgreSQL advisory lock or an flock on a SQLite lock file."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+        self._file: Any = None
+
+    def try_acquire(self) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            conn = self.engine.connect()
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            ).scalar()
+            conn.commit()
+            if got:
+                self._conn = conn
+            else:
+                conn.close()
+            return bool(got)
+        path = Path(self.engine.url.database or "newsletter.db").with_suffix(".scheduler.lock")
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the session ends, and with it the advisory lock
+            self._conn = None
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+# --- the daemon ----------------------------------------------------------------------------
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    engine: Engine
+    stop: threading.Event = field(default_factory=threading.Event)
+    sessions: sessionmaker[Session] = field(init=False)
+    _senders: dict[int, threading.Thread] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = session_factory(self.engine)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Wait to be the scheduler, schedule until stopped, then shut down cleanly."""
+        global _daemon
+        self._check_lists()
+        leadership = Leadership(self.engine)
+        waiting_logged = False
+        while not leadership.try_acquire():
+            if not waiting_logged:
+                log.info("scheduler.standby reason=another newsletter run is scheduling")
+                waiting_logged = True
+            if self.stop.wait(self.settings.scheduler.standby_poll_seconds):
+                return
+        log.info("scheduler.leader pid=%s", os.getpid())
+        _daemon = self
+        scheduler = self._scheduler()
+        try:
+            scheduler.start(paused=True)
+            self._sync_jobs(scheduler)
+            scheduler.resume()
+            self.dispatch()  # catch up at once with what fell due while we were down
+            self.stop.wait()
+            log.info("scheduler.stopping")
+        finally:
+            scheduler.shutdown(wait=True)
+            self._join_senders()
+            _daemon = None
+            leadership.release()
+            log.info("scheduler.stopped")
+
+    def _check_lists(self) -> None:
+        from .subscribers.service import get_list
+
+        names = {f.list for f in self.settings.feeds if f.list} | (
+            {self.settings.digest.list} if self.settings.digest.list else set()
+        )
+        with self.sessions() as session:
+            for name in sorted(names):
+                get_list(session, name)  # NotFoundError: one clear line before anything runs
+
+    def _scheduler(self) -> BackgroundScheduler:
+        grace = self.settings.scheduler.misfire_grace_seconds
+        return BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)},
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
+            timezone="UTC",
+        )
+
+    def _wanted_jobs(self) -> dict[str, tuple[str, Any, tuple]]:
+        s = self.settings
+        jobs: dict[str, tuple[str, Any, tuple]] = {
+            "dispatch": (
+                f"{__name__}:job_dispatch",
+                IntervalTrigger(seconds=s.scheduler.dispatch_interval_seconds, timezone="UTC"),
+                (),
+            )
+        }
+        for feed in s.feeds:
+            jobs[f"feed:{feed.url}"] = (
+                f"{__name__}:job_poll_feed",
+                IntervalTrigger(minutes=feed.interval_minutes, timezone="UTC"),
+                (feed.url,),
+            )
+        if self.digest_lists():
+            jobs["digest"] = (
+                f"{__name__}:job_digest",
+                cron_trigger(s.digest.cron, s.digest.timezone),
+                (),
+            )
+        return jobs
+
+    def _sync_jobs(self, scheduler: BackgroundScheduler) -> None:
+        """Make the stored jobs match the config, keeping a job's next run time (and so a
+        run missed during downtime) when its trigger did not change."""
+        wanted = self._wanted_jobs()
+        for job in scheduler.get_jobs():
+            if job.id not in wanted:
+                job.remove()
+                log.info("job.removed id=%s", job.id)
+        for job_id, (func, trigger, args) in wanted.items():
+            existing = scheduler.get_job(job_id)
+            if existing is not None and str(existing.trigger) == str(trigger):
+                continue
+            scheduler.add_job(func, trigger, args=args, id=job_id, replace_existing=True)
+            log.info("job.scheduled id=%s trigger=%s", job_id, trigger)
+
+    def digest_lists(self) -> list[str]:
+        lists = {f.list for f in self.settings.feeds if f.mode == "digest" and f.list}
+        if self.settings.digest.list:
+            lists.add(self.settings.digest.list)
+        return sorted(lists)
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Open due issues, make feed-post issues, and keep a sender on every sending issue."""
+        if self.stop.is_set():
+            return
+        grace = timedelta(seconds=self.settings.scheduler.misfire_grace_seconds)
+        with self.sessions() as session, session.begin():
+            for a in announce_pending(session, self.settings):
+                log.info("feed.issue id=%s post=%s mode=%s list=%s", a.issue_id, a.post_id,
+                         a.mode, a.list_name)  # fmt: skip
+            to_send, missed = schedule.due_issues(session, grace=grace)
+            for issue in missed:
+                late = utcnow() - issue.scheduled_at if issue.scheduled_at else None
+                log.warning("issue.missed id=%s late=%s (beyond the grace; not sent)",
+                            issue.id, late)  # fmt: skip
+            for issue in to_send:
+                added = ledger.start_issue(session, issue)
+                log.info("issue.start id=%s recipients=%s subject=%r", issue.id, added,
+                         issue.subject)  # fmt: skip
+        with self.sessions() as session, session.begin():
+            ledger.release_dead_local_claims(session)
+            sending = session.scalars(select(Issue.id).where(Issue.status == "sending")).all()
+            due = [i for i in sending if ledger.remaining(session, i)[0] > 0]
+        for issue_id in due:
+            self._start_sender(issue_id)
+
+    def _start_sender(self, issue_id: int) -> None:
+        with self._lock:
+            running = self._senders.get(issue_id)
+            if (running is not None and running.is_alive()) or self.stop.is_set():
+                return
+            thread = threading.Thread(
+                target=self._send, args=(issue_id,), name=f"send-{issue_id}", daemon=False
+            )
+            self._senders[issue_id] = thread
+            thread.start()
+
+    def _send(self, issue_id: int) -> None:
+        log.info("issue.send id=%s", issue_id)
+        try:
+            stats = Worker(self.engine, self.settings, issue_id=issue_id, stop=self.stop).run()
+        except NewsletterError as exc:
+            log.error("issue.error id=%s error=%s", issue_id, exc)
+            return
+        except Exception:  # a bug must not kill the daemon; it is logged with its traceback
+            log.exception("issue.crash id=%s", issue_id)
+            return
+        with self.sessions() as session:
+            issue = session.get(Issue, issue_id)
+            status = issue.status if issue else "gone"
+        counts = " ".join(f"{k}={v}" for k, v in sorted(stats.by_status.items()))
+        log.info("issue.batch_done id=%s status=%s %s", issue_id, status, counts)
+
+    def _join_senders(self) -> None:
+        with self._lock:
+            threads = list(self._senders.values())
+        for thread in threads:
+            thread.join()
+
+    def poll(self, url: str) -> None:
+        feed = next((f for f in self.settings.feeds if f.url == url), None)
+        if feed is None or self.stop.is_set():
+            return
+        outcome = poll_feed(
+            self.sessions, url, mode=feed.mode, announce_backlog=feed.announce_backlog
+        )
+        if outcome.status == "error":
+            log.warning("feed.error url=%s error=%s", url, outcome.error)
+            return
+        log.info("feed.poll url=%s status=%s new=%s updated=%s", url, outcome.status,
+                 outcome.new, outcome.updated)  # fmt: skip
+        if outcome.new:
+            self.dispatch()
+
+    def digest(self) -> None:
+        if self.stop.is_set():
+            return
+        for list_name in self.digest_lists():
+            with self.sessions() as session, session.begin():
+                try:
+                    issue = create_issue(session, self.settings, digest=True, list_name=list_name)
+                except InvalidInputError as exc:
+                    log.info("digest.skip list=%s reason=%s", list_name, exc)
+                    continue
+                issue.status, issue.scheduled_at = "scheduled", utcnow()
+                log.info("digest.created id=%s list=%s posts=%s", issue.id, list_name,
+                         len(issue.posts))  # fmt: skip
+        self.dispatch()
+
+
+# Job functions: module-level so the job store can keep a reference to them by name.
+
+
+def job_dispatch() -> None:
+    if _daemon is not None:
+        _daemon.dispatch()
+
+
+def job_poll_feed(url: str) -> None:
+    if _daemon is not None:
+        _daemon.poll(url)
+
+
+def job_digest() -> None:
+    if _daemon is not None:
+        _daemon.digest()
