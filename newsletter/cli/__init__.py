@@ -14,7 +14,7 @@ import typer
 
 from ..config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from ..errors import NewsletterError
-from . import db, demo, issues, lists, posts, run, subscriber, worker
+from . import check, db, demo, issues, lists, posts, run, subscriber, worker
 from .context import AppContext
 
 app = typer.Typer(
@@ -60,6 +60,7 @@ posts.register(app)
 issues.register(app)
 worker.register(app)
 run.register(app)
+check.register(app)
 demo.register(app)
 
 

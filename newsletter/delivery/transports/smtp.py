@@ -101,6 +101,10 @@ def _describe(exc: BaseException, timeout: float) -> str:
         return "the server closed the connection"
     if isinstance(exc, ConnectionResetError):
         return "the connection was reset"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port)"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
     if isinstance(exc, asyncio.LimitOverrunError):
         return "reply line too long"
     return str(exc) or type(exc).__name__
@@ -429,6 +433,26 @@ class SmtpTransport:
             assert batch.fault is not None
             raise TransportError(batch.fault.text, batch.results)
         return batch.results
+
+    async def check(self) -> str:
+        """Connect and set up a session as configured (TLS, STARTTLS, AUTH), then QUIT:
+        nothing is sent. Returns what the server offered, on one line. Raises
+        TransportError saying what failed."""
+        try:
+            conn = await self._connect()
+        except _Fault as fault:
+            raise TransportError(fault.text) from None
+        s = self._settings
+        parts = [f"{s.host}:{s.port}", {"tls": "implicit TLS", "starttls": "STARTTLS"}.get(
+            s.security, "no TLS")]  # fmt: skip
+        if self._credentials:
+            parts.append(f"AUTH as {s.username!r} accepted")
+        if conn.pipelining:
+            parts.append("PIPELINING")
+        if conn.smtputf8:
+            parts.append("SMTPUTF8")
+        await conn.quit()
+        return ", ".join(parts)
 
     async def aclose(self) -> None:
         """QUIT the connections kept between batches."""

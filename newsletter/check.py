@@ -1,0 +1,128 @@
+"""`newsletter check`: is everything in place to send? One line per check, with the fix.
+
+Each check returns a ``Check`` (ok, warning or failure) and never raises: a problem found is
+the result, not an error. Nothing is sent and nothing in the store changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import Engine
+
+from .compose import IssueContent, PostView, prepare_issue
+from .config import Settings, database_url
+from .content import fetch_feed, parse_feed
+from .errors import NewsletterError
+from .store import connect, current_revision, head_revision
+from .store.models import utcnow
+
+Level = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    detail: str
+
+
+def check_database(settings: Settings) -> tuple[Check, Engine | None]:
+    url = database_url(settings)
+    try:
+        engine = connect(url)
+        current, head = current_revision(engine), head_revision()
+    except NewsletterError as exc:
+        return Check("database", "fail", f"{exc} (check database.url)"), None
+    if current != head:
+        where = "empty" if current is None else f"at revision {current}"
+        fix = f"schema is {where}, this version needs {head}: run `newsletter db upgrade`"
+        return Check("database", "fail", fix), engine
+    return Check("database", "ok", f"{engine.url.render_as_string()} at revision {head}"), engine
+
+
+def check_transport(settings: Settings) -> Check:
+    if settings.sending.transport == "maildir":
+        path = Path(settings.base_dir) / settings.sending.maildir_path
+        probe = path if path.exists() else path.parent
+        if os.access(probe, os.W_OK):
+            return Check("transport", "ok", f"maildir {path} is writable")
+        return Check("transport", "fail", f"maildir {path} is not writable (sending.maildir_path)")
+    from .delivery.transports import SmtpTransport, TransportError, make_transport
+
+    async def probe() -> str:
+        transport = make_transport(settings.smtp, settings.sending, base_dir=settings.base_dir)
+        assert isinstance(transport, SmtpTransport)
+        return await transport.check()
+
+    try:
+        return Check("smtp", "ok", asyncio.run(probe()))
+    except TransportError as exc:
+        # A message that names a setting already says what to fix.
+        fix = "" if "smtp." in str(exc) else "; check smtp.host, smtp.port and smtp.security"
+        return Check("smtp", "fail", f"{exc}{fix}")
+    except NewsletterError as exc:
+        return Check("smtp", "fail", str(exc))
+
+
+def check_feeds(settings: Settings) -> list[Check]:
+    checks = []
+    for feed in settings.feeds:
+        try:
+            fetched = fetch_feed(feed.url, timeout=min(20.0, settings.smtp.timeout))
+            body = parse_feed(fetched.body, base_url=fetched.url) if fetched.body else None
+        except NewsletterError as exc:
+            checks.append(Check("feed", "fail", f"{exc} (check the [[feeds]] url)"))
+            continue
+        count = len(body.entries) if body else 0
+        checks.append(Check("feed", "ok", f"{feed.url}: {count} posts ({feed.mode} mode)"))
+    return checks
+
+
+def check_templates(settings: Settings) -> Check:
+    templates_dir = settings.templates.dir or None
+    if templates_dir:
+        templates_dir = str(Path(settings.base_dir) / templates_dir)
+    sample = IssueContent(
+        issue_id=0, kind="post", subject="Template check", preheader="",
+        posts=(PostView(title="Sample", url="https://example.com/p", html="<p>Hello.</p>",
+                        summary="Hello.", published_at=utcnow()),),
+    )  # fmt: skip
+    try:
+        prepare_issue(sample, settings, templates_dir=templates_dir)
+    except NewsletterError as exc:
+        fix = " (check [templates] dir)" if templates_dir else ""
+        return Check("templates", "fail", f"{exc}{fix}")
+    where = templates_dir or "built-in"
+    return Check("templates", "ok", f"{where} templates render")
+
+
+def check_site(settings: Settings) -> list[Check]:
+    checks = []
+    if not settings.site.postal_address.strip():
+        why = "no postal address: set [site] postal_address (required in commercial email)"
+        checks.append(Check("site", "fail", why))
+    if not settings.site.base_url.startswith("https://"):
+        why = "is not https: unsubscribe links must be https for Gmail and Yahoo"
+        checks.append(Check("site", "warn", f"site.base_url {settings.site.base_url} {why}"))
+    if settings.sender.from_address.endswith("@example.com"):
+        checks.append(Check("sender", "warn", "sender.from_address is still example.com"))
+    return checks
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order a newcomer would fix them."""
+    checks: list[Check] = []
+    database, engine = check_database(settings)
+    checks.append(database)
+    if engine is not None:
+        engine.dispose()
+    checks.append(check_transport(settings))
+    checks += check_feeds(settings)
+    checks.append(check_templates(settings))
+    checks += check_site(settings)
+    return checks
