@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from pgschema import pg_schema
 
 HEADER = ["Email Address", "First Name", "Last Name", "Company", "MEMBER_RATING", "OPTIN_TIME",
           "OPTIN_IP", "CONFIRM_TIME", "CONFIRM_IP", "CC", "LAST_CHANGED", "LEID", "EUID",
@@ -97,18 +97,8 @@ def main() -> None:
         if args.only in (None, "sqlite"):
             bench("sqlite", f"sqlite:///{workdir / 'bench.db'}", csv_path, args.rows, workdir)
         if args.only in (None, "postgresql") and args.pg:
-            schema = "bench_import"
-            admin = create_engine(args.pg.replace("postgresql://", "postgresql+psycopg://", 1))
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-            sep = "&" if "?" in args.pg else "?"
-            try:
-                bench("postgresql", f"{args.pg}{sep}options=-csearch_path%3D{schema}", csv_path,
-                      args.rows, workdir)  # fmt: skip
-            finally:
-                with admin.begin() as conn:
-                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            with pg_schema(args.pg, "bench_import") as url:
+                bench("postgresql", url, csv_path, args.rows, workdir)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from pgschema import pg_schema
 
 HERE = Path(__file__).resolve().parent
 PARAGRAPH = (
@@ -142,19 +142,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 run("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", size, Path(tmp))
         if args.only in (None, "postgresql") and args.pg:
-            schema = "bench_send"
-            admin = create_engine(args.pg.replace("postgresql://", "postgresql+psycopg://", 1))
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-            sep = "&" if "?" in args.pg else "?"
-            try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    url = f"{args.pg}{sep}options=-csearch_path%3D{schema}"
-                    run("postgresql", url, size, Path(tmp))
-            finally:
-                with admin.begin() as conn:
-                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            with pg_schema(args.pg, "bench_send") as url, tempfile.TemporaryDirectory() as tmp:
+                run("postgresql", url, size, Path(tmp))
 
 
 if __name__ == "__main__":
