@@ -113,6 +113,21 @@ class DigestSettings(_Section):
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Lists a visitor may join from the subscribe form and the preferences page.
+    lists: tuple[str, ...] = ()
+    consent_text: str = (
+        "Yes, send me the newsletter by email. I can unsubscribe at any time with the link "
+        "in every email."
+    )
+    consent_version: str = Field(default="1", min_length=1, max_length=40)
+    confirm_expiry_hours: float = Field(default=48.0, gt=0)
+    confirm_cooldown_seconds: float = Field(default=900.0, ge=0)
+    signup_limit_per_ip: int = Field(default=10, ge=1)
+    signup_limit_per_address: int = Field(default=5, ge=1)
+    signup_limit_window_seconds: float = Field(default=3600.0, gt=0)
+    secret_env: str = "NEWSLETTER_WEB_SECRET"
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    cors_origins: tuple[str, ...] = ()
 
 
 class TemplateSettings(_Section):
@@ -191,12 +206,9 @@ def settings_from_dict(raw: dict, path: Path = Path(DEFAULT_CONFIG_PATH)) -> Set
         settings = Settings.model_validate({**raw, "base_dir": str(path.parent.resolve())})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
+    # A missing password is reported by the SMTP transport, when one is needed, so that
+    # commands that do not send (imports, lists) work without the secret.
     password = os.environ.get(settings.smtp.password_env, "") if settings.smtp.password_env else ""
-    if settings.smtp.username and not password:
-        raise ConfigError(
-            f"{path}: smtp.username is set but the environment variable "
-            f"{settings.smtp.password_env or '(smtp.password_env)'} holding the password is empty"
-        )
     smtp = settings.smtp.model_copy(update={"password": password})
     return settings.model_copy(update={"smtp": smtp})
 

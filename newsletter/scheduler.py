@@ -29,6 +29,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,7 @@ from .store.models import Issue, utcnow
 log = logging.getLogger("newsletter.scheduler")
 ADVISORY_LOCK_KEY = 0x6E6C5F72756E  # "nl_run"
 JOB_TABLE = "apscheduler_jobs"
+BLOCK_SECONDS = 60  # wait before sending again after a configuration error (bad password)
 
 _daemon: Daemon | None = None  # the running daemon, for the job functions
 
@@ -113,6 +115,8 @@ class Daemon:
     stop: threading.Event = field(default_factory=threading.Event)
     sessions: sessionmaker[Session] = field(init=False)
     _senders: dict[int, threading.Thread] = field(default_factory=dict, init=False)
+    # Issues whose sending failed for a configuration reason: not retried before this time.
+    _blocked_until: dict[int, float] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
@@ -244,6 +248,8 @@ class Daemon:
             running = self._senders.get(issue_id)
             if (running is not None and running.is_alive()) or self.stop.is_set():
                 return
+            if time.monotonic() < self._blocked_until.get(issue_id, 0.0):
+                return
             thread = threading.Thread(
                 target=self._send, args=(issue_id,), name=f"send-{issue_id}", daemon=False
             )
@@ -255,7 +261,9 @@ class Daemon:
         try:
             stats = Worker(self.engine, self.settings, issue_id=issue_id, stop=self.stop).run()
         except NewsletterError as exc:
-            log.error("issue.error id=%s error=%s", issue_id, exc)
+            log.error("issue.error id=%s retry_in=%ss error=%s", issue_id, BLOCK_SECONDS, exc)
+            with self._lock:
+                self._blocked_until[issue_id] = time.monotonic() + BLOCK_SECONDS
             return
         except Exception:  # a bug must not kill the daemon; it is logged with its traceback
             log.exception("issue.crash id=%s", issue_id)

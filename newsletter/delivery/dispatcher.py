@@ -187,7 +187,10 @@ class Worker:
         try:
             results = await self._send_paced(transport, envelopes, claims)
         except TransportError as exc:
-            problem, results = exc, exc.results
+            # A configuration problem (password, TLS): not the recipients' fault. What was
+            # sent is recorded; the rest is given back without using up an attempt.
+            problem = exc
+            results = [r for r in exc.results if r.outcome != "deferred"]
         for r in results:
             c = by_id[r.key]
             outcomes.append((c, r, self._prepared[c.issue_id].message_id(_recipient(c))))
@@ -195,6 +198,8 @@ class Worker:
             settled = ledger.settle(
                 session, outcomes, worker=self.name, settings=self.settings.sending
             )
+            if problem is not None:
+                ledger.release(session, self.name)
         self.stats.add(settled)
         if self.on_settled:
             self.on_settled(settled)

@@ -299,3 +299,29 @@ def test_sigterm_stops_cleanly_releases_claims_and_doubles_nothing(
     assert "Issue 1 sent: 300 sent" in cli.ok("issue", "send", "1").stdout
     received = Counter(server.handler.recipients())
     assert set(received) == set(emails) and max(received.values()) == 1
+
+
+def test_a_wrong_password_stops_the_send_without_using_up_attempts(
+    cli, smtp_server, tls_files, tmp_path, monkeypatch
+) -> None:
+    from .conftest import PASSWORD, USERNAME
+
+    server = smtp_server(tls="starttls", auth=True)
+    smtp_config(cli, server)
+    cli.config.write_text(
+        cli.config.read_text().replace(
+            "concurrency = 4",
+            f'concurrency = 4\nsecurity = "starttls"\nusername = "{USERNAME}"\n'
+            f'ca_file = "{tls_files.ca}"',
+        )
+    )
+    emails = seed(cli, tmp_path, 6)
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "not-" + PASSWORD)
+    result = cli("issue", "send", "1", "--workers", "1")
+    assert result.exit_code == 1
+    assert "authentication" in result.stderr and result.stderr.count("\n") == 1
+    missed = json.loads(cli.ok("issue", "missed", "1", "--json").stdout)
+    assert {(m["status"], m["attempts"]) for m in missed} == {("pending", 0)}
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", PASSWORD)
+    assert "Issue 1 sent: 6 sent" in cli.ok("issue", "send", "1", "--workers", "1").stdout
+    assert sorted(server.handler.recipients()) == sorted(emails)

@@ -406,6 +406,11 @@ class SmtpTransport:
                 'cross the network in plain text; set smtp.security to "starttls" or '
                 '"tls" (plain-text AUTH is allowed only to 127.0.0.1, ::1 or localhost)'
             )
+        if settings.username and not settings.password:
+            raise ConfigError(
+                "smtp.username is set but the environment variable "
+                f"{settings.password_env or '(smtp.password_env)'} holding the password is empty"
+            )
         self._settings = settings
         self._tls = _ssl_context(settings) if settings.security != "none" else None
         self._ehlo_name = _ehlo_name(ehlo_name)
