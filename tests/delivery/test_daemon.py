@@ -273,3 +273,23 @@ def test_a_missing_feed_list_stops_the_daemon_with_one_line(cli, smtp_server) ->
     assert proc.returncode == 1 and proc.stderr.strip() == (
         "Error: no list named 'nope' (create it with `newsletter list create`)"
     )
+
+
+def test_schedule_ls_shows_issues_feeds_and_the_next_digest(cli) -> None:
+    cli.config.write_text(
+        cli.config.read_text()
+        + '\n[[feeds]]\nurl = "https://blog.example.com/feed.xml"\nlist = "blog"\n'
+        + 'mode = "digest"\n\n[digest]\ncron = "0 9 * * 1"\ntimezone = "Europe/Stockholm"\n'
+        + '\n[scheduler]\ntimezone = "Europe/Stockholm"\n'
+    )
+    cli.ok("post", "add", str(FIXTURES / "posts" / "pricing-per-seat.md"))
+    cli.ok("issue", "create", "--latest")
+    cli.ok("issue", "schedule", "1", "--at", "2027-01-04 08:30")
+    rows = json.loads(cli.ok("schedule", "ls", "--json").stdout)
+    by_kind = {r["what"]: r for r in rows}
+    assert by_kind["issue"]["at"] == "2027-01-04T07:30:00+00:00"
+    assert by_kind["issue"]["local"] == "2027-01-04T08:30+01:00"
+    assert by_kind["feed"]["id"] == "https://blog.example.com/feed.xml"
+    digest = datetime.fromisoformat(by_kind["digest"]["local"])
+    assert digest.weekday() == 0 and (digest.hour, digest.minute) == (9, 0)  # Monday 09:00
+    assert [r["what"] for r in rows][0] == "feed"  # soonest first: the feed is due now
