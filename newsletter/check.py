@@ -33,6 +33,11 @@ class Check:
 
 def check_database(settings: Settings) -> tuple[Check, Engine | None]:
     url = database_url(settings)
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():  # connecting would create an empty file
+            return Check("database", "fail", f"{path} does not exist: run `newsletter init` "
+                         "or `newsletter db upgrade`"), None  # fmt: skip
     try:
         engine = connect(url)
         current, head = current_revision(engine), head_revision()

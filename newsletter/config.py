@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .cron import cron_trigger
 from .errors import ConfigError
@@ -135,12 +143,44 @@ class TemplateSettings(_Section):
 
 
 class BounceSettings(_Section):
+    """[bounces]: where bounces arrive, the VERP return path, and the suppression rules.
+
+    The IMAP password is never in the file: see ``imap_password``.
+    """
+
     source: str = ""
     return_path: str = ""
     hard_bounce_limit: int = Field(default=1, ge=1)
     soft_bounce_limit: int = Field(default=3, ge=1)
     soft_bounce_window_days: int = Field(default=30, ge=1)
     complaint_limit: int = Field(default=1, ge=1)
+    interval_minutes: float = Field(default=10.0, ge=0)
+    imap_password_env: str = "NEWSLETTER_IMAP_PASSWORD"
+
+    @property
+    def imap_password(self) -> str:
+        """The IMAP password, from the environment variable ``imap_password_env`` names (read
+        when needed, so a password set after the config was loaded is seen)."""
+        return os.environ.get(self.imap_password_env, "") if self.imap_password_env else ""
+
+    @field_validator("return_path")
+    @classmethod
+    def _return_path_is_an_address(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        local, at, domain = value.rpartition("@")
+        if (
+            not at
+            or not local
+            or not domain
+            or not value.isascii()
+            or any(c in value for c in " \t\r\n<>,;\"'()")
+        ):
+            raise ValueError(f"{value!r} is not an ASCII address like bounces@example.com")
+        if "{token}" in domain or value.count("{token}") > 1 or "{" in local.replace("{token}", ""):
+            raise ValueError('put "{token}" once in the part before the @, as in bounces+{token}@')
+        return value
 
 
 class SchedulerSettings(_Section):

@@ -11,6 +11,9 @@ called, with ``raise SomeError(...) from exc``.
     ├── NotFoundError        no subscriber / list / post / issue with that name or id
     ├── InvalidInputError    a value given on the command line or a form is not acceptable
     │   └── InvalidEmailError    an address that email-validator refuses
+    ├── RateLimitedError     too many sign-ups from one client or for one address (web: 429)
+    ├── FormExpiredError     a web form without a valid form token, or from another site (403)
+    ├── BounceSourceError    the bounce mailbox (Maildir, mbox, IMAP) cannot be read
     ├── ImportFileError      a CSV file that cannot be imported at all (binary, empty, no
     │                        email column, unknown --map column, unreadable path)
     ├── FeedError            a feed cannot be fetched or parsed (the others still run)
@@ -78,3 +81,24 @@ class TransportError(NewsletterError):
     def __init__(self, message: str, results: Sequence[Any] = ()) -> None:
         super().__init__(message)
         self.results = list(results)
+
+
+class RateLimitedError(NewsletterError):
+    """Too many sign-up requests from one client or for one address in the current window.
+
+    ``retry_after`` is the number of whole seconds until the window ends.
+    """
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        super().__init__(f"too many sign-up requests {what}; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class FormExpiredError(NewsletterError):
+    """A state-changing form came without a valid form (CSRF) token, or from another site.
+    The web answers 403 with a page asking to reload and try again."""
+
+
+class BounceSourceError(NewsletterError):
+    """The bounce source cannot be read: a missing or wrong path, an IMAP server that cannot
+    be reached or refuses the login. Nothing was processed after the problem."""

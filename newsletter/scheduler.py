@@ -15,6 +15,7 @@ time, misfire grace = ``scheduler.misfire_grace_seconds``):
   others go on.
 - ``digest`` (the ``[digest] cron`` in its time zone): one digest per digest list, of the
   posts that list has not had; none when there are none.
+- ``bounces`` (every ``bounces.interval_minutes``): process the bounce mailbox.
 
 Restart safety: the issue rows are the truth for issues, so a schedule made while the daemon
 was down is honoured when it starts. Jobs already in the store keep their next run time when
@@ -31,7 +32,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from .bounces import run_scheduled
 from .config import Settings
 from .content.library import poll_feed
 from .cron import cron_trigger
@@ -51,11 +53,11 @@ from .errors import InvalidInputError, NewsletterError
 from .issues import schedule
 from .issues.announce import announce_pending
 from .issues.service import create_issue
-from .store import session_factory
+from .store import writer_sessions
 from .store.models import Issue, utcnow
 
 log = logging.getLogger("newsletter.scheduler")
-ADVISORY_LOCK_KEY = 0x6E6C5F72756E  # "nl_run"
+ADVISORY_LOCK_KEY = 0x6E6C5F72  # "nl_r": the first half of the two-key advisory lock
 JOB_TABLE = "apscheduler_jobs"
 BLOCK_SECONDS = 60  # wait before sending again after a configuration error (bad password)
 
@@ -76,8 +78,13 @@ class Leadership:
     def try_acquire(self) -> bool:
         if self.engine.dialect.name == "postgresql":
             conn = self.engine.connect()
+            # One lock per database and schema: deployments sharing a server don't collide.
             got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                text(
+                    "SELECT pg_try_advisory_lock(:key, "
+                    "hashtext(current_database() || '.' || current_schema()))"
+                ),
+                {"key": ADVISORY_LOCK_KEY},
             ).scalar()
             conn.commit()
             if got:
@@ -120,7 +127,7 @@ class Daemon:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
-        self.sessions = session_factory(self.engine)
+        self.sessions = writer_sessions(self.engine)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -187,6 +194,12 @@ class Daemon:
                 IntervalTrigger(minutes=feed.interval_minutes, timezone="UTC"),
                 (feed.url,),
             )
+        if s.bounces.source and s.bounces.interval_minutes > 0:
+            jobs["bounces"] = (
+                f"{__name__}:job_bounces",
+                IntervalTrigger(minutes=s.bounces.interval_minutes, timezone="UTC"),
+                (),
+            )
         if self.digest_lists():
             jobs["digest"] = (
                 f"{__name__}:job_digest",
@@ -207,7 +220,9 @@ class Daemon:
             existing = scheduler.get_job(job_id)
             if existing is not None and str(existing.trigger) == str(trigger):
                 continue
-            scheduler.add_job(func, trigger, args=args, id=job_id, replace_existing=True)
+            # A new feed is polled at once, not one interval after the daemon starts.
+            first = {"next_run_time": datetime.now(UTC)} if job_id.startswith("feed:") else {}
+            scheduler.add_job(func, trigger, args=args, id=job_id, replace_existing=True, **first)
             log.info("job.scheduled id=%s trigger=%s", job_id, trigger)
 
     def digest_lists(self) -> list[str]:
@@ -301,7 +316,9 @@ class Daemon:
         for list_name in self.digest_lists():
             with self.sessions() as session, session.begin():
                 try:
-                    issue = create_issue(session, self.settings, digest=True, list_name=list_name)
+                    issue = create_issue(
+                        session, self.settings, digest=True, list_name=list_name, waiting_only=True
+                    )
                 except InvalidInputError as exc:
                     log.info("digest.skip list=%s reason=%s", list_name, exc)
                     continue
@@ -309,6 +326,11 @@ class Daemon:
                 log.info("digest.created id=%s list=%s posts=%s", issue.id, list_name,
                          len(issue.posts))  # fmt: skip
         self.dispatch()
+
+    def bounces(self) -> None:
+        """Process the bounce mailbox once (logs its problems, never raises)."""
+        if not self.stop.is_set():
+            run_scheduled(self.settings, self.sessions)
 
 
 # Job functions: module-level so the job store can keep a reference to them by name.
@@ -327,3 +349,8 @@ def job_poll_feed(url: str) -> None:
 def job_digest() -> None:
     if _daemon is not None:
         _daemon.digest()
+
+
+def job_bounces() -> None:
+    if _daemon is not None:
+        _daemon.bounces()

@@ -110,3 +110,35 @@ def test_issue_errors(cli) -> None:
     injected = cli.ok("issue", "create", "--latest", "--subject", "Hi\r\nBcc: x@example.org")
     assert "'Hi Bcc: x@example.org'" in injected.stdout
     assert "no issue with id 42" in cli("issue", "show", "42").stderr
+
+
+def test_a_digest_feed_backlog_stays_out_of_the_scheduled_digest(cli, http_server) -> None:
+    from newsletter.config import database_url, load_settings
+    from newsletter.issues.service import create_issue
+    from newsletter.store import connect, writer_sessions
+
+    rss = (FEEDS / "founder_rss2.xml").read_bytes()
+    http_server["/feed"] = (200, rss, {})
+    url = http_server.url("/feed")
+    cli.config.write_text(
+        cli.config.read_text() + f'\n[[feeds]]\nurl = "{url}"\nlist = "blog"\nmode = "digest"\n'
+    )
+    cli.ok("list", "create", "blog")
+    cli.ok("post", "fetch")  # first poll: the backlog (2 posts) is recorded as seen
+    new_item = (
+        b"<item><title>Fresh essay</title><link>https://founder.example.com/new/</link>"
+        b"<guid>fresh-1</guid><pubDate>Mon, 01 Apr 2024 08:00:00 +0000</pubDate>"
+        b"<description>New.</description></item>"
+    )
+    http_server["/feed"] = (200, rss.replace(b"<item>", new_item + b"<item>", 1), {})
+    assert "1 new" in cli.ok("post", "fetch").stdout
+    settings = load_settings(cli.config)
+    engine = connect(database_url(settings))
+    with writer_sessions(engine)() as session, session.begin():
+        issue = create_issue(session, settings, digest=True, list_name="blog", waiting_only=True)
+        titles = [p.title for p in issue.posts]
+    engine.dispose()
+    assert titles == ["Fresh essay"]
+    # A digest made by hand still offers everything not yet sent to the list.
+    out = cli.ok("issue", "create", "--digest", "--list", "blog").stdout
+    assert "2 posts" in out

@@ -116,3 +116,22 @@ def test_lint_findings_on_a_bad_message() -> None:
 def test_preview_of_unknown_issue(cli) -> None:
     result = cli("issue", "preview", "7")
     assert result.exit_code == 1 and "no issue with id 7" in result.stderr
+
+
+def test_a_lead_image_that_is_also_in_the_body_is_shown_once() -> None:
+    from newsletter.compose import IssueContent, PostView, prepare_issue
+    from newsletter.config import settings_from_dict
+
+    img = "https://blog.example.com/img/chart.png"
+
+    def rendered(body: str) -> str:
+        post = PostView(title="Charts", url="https://blog.example.com/p", html=body,
+                        summary="s", published_at=None, image_url=img)  # fmt: skip
+        content = IssueContent(issue_id=1, kind="post", subject="S", preheader="", posts=(post,))
+        settings = settings_from_dict({"site": {"base_url": "https://news.example.com"}})
+        return prepare_issue(content, settings).html_for(SAMPLE)
+
+    from newsletter.issues.preview import SAMPLE
+
+    assert rendered(f'<p>Look:</p><img src="{img}" alt="A chart">').count(img) == 1
+    assert rendered("<p>No picture in the body.</p>").count(img) == 1  # shown as the lead

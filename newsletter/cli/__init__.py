@@ -14,7 +14,7 @@ import typer
 
 from ..config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from ..errors import NewsletterError
-from . import check, db, demo, issues, lists, posts, run, subscriber, worker
+from . import bounces, check, db, demo, issues, lists, posts, run, serve, subscriber, worker
 from .context import AppContext
 
 app = typer.Typer(
@@ -62,6 +62,8 @@ worker.register(app)
 run.register(app)
 check.register(app)
 demo.register(app)
+bounces.register(app)
+serve.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings, database_url, load_settings
 from ..errors import StoreError
-from ..store import connect, session_factory
+from ..store import connect, session_factory, writer_sessions
 from ..store.migrate import require_current
 
 
@@ -42,16 +42,28 @@ class AppContext:
         return self._engine
 
     def sessions(self) -> sessionmaker[Session]:
-        """A session factory on a database whose schema is current (StoreError if not)."""
+        """A factory of writing sessions on a database whose schema is current (StoreError if
+        not); see store.writer_sessions."""
+        self._require_current()
+        return writer_sessions(self.engine)
+
+    def _require_current(self) -> None:
         if not self._checked:
             require_current(self.engine)
             self._checked = True
-        return session_factory(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on any error."""
         with translate_db_errors(), self.sessions()() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only transaction that does not hold SQLite's write lock (long listings and
+        exports must not block the daemon or a send)."""
+        self._require_current()
+        with translate_db_errors(), session_factory(self.engine)() as session, session.begin():
             yield session
 
     def close(self) -> None:

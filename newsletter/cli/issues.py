@@ -8,11 +8,13 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..bounces.history import issue_counts as bounce_counts
 from ..delivery import ledger
 from ..delivery.send import send_issue, set_issue_status
 from ..delivery.testsend import test_send
@@ -113,7 +115,8 @@ def show(
         row["started_at"] = issue.started_at.isoformat() if issue.started_at else None
         row["finished_at"] = issue.finished_at.isoformat() if issue.finished_at else None
         row["errors"] = ledger.errors_by_reply(session, issue.id)
-        row["rate_per_second"] = _rate(issue, counts.get("sent", 0))
+        row["bounces"] = bounce_counts(session, issue.id)
+        row["rate_per_second"] = ledger.send_rate(session, issue)
     if as_json:
         print_json(row)
         return
@@ -128,17 +131,13 @@ def show(
         console.print("  " + ", ".join(f"{n} {s}" for s, n in row["deliveries"].items() if n))
         if row["rate_per_second"]:
             console.print(f"  rate      {row['rate_per_second']:.0f} messages/s")
+    if any(row["bounces"].values()):
+        b = row["bounces"]
+        console.print(f"  reports   {b['hard']} hard bounces, {b['soft']} soft, "
+                      f"{b['complaint']} complaints")  # fmt: skip
     for e in row["errors"]:
         reply = " ".join(str(x) for x in (e["code"], e["enhanced"], e["text"]) if x)
         console.print(f"  {e['count']:>6} {e['status']}: {reply}")
-
-
-def _rate(issue, sent: int) -> float | None:
-    if not issue.started_at or not sent:
-        return None
-    end = issue.finished_at or datetime.now(UTC)
-    seconds = (end - issue.started_at).total_seconds()
-    return round(sent / seconds, 1) if seconds > 0 else None
 
 
 @issue_app.command("send")
@@ -221,7 +220,7 @@ def missed(
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
 ) -> None:
     """Who has not received the issue, and why."""
-    with app_context(ctx).transaction() as session:
+    with app_context(ctx).reading() as session:
         issue = service.get_issue(session, issue_id)
         rows = ledger.missed(session, issue)
         if as_json:
@@ -231,7 +230,13 @@ def missed(
         for r in rows:
             n += 1
             console.print(f"{r['email'] or '(erased)'}  {r['reason']}")
-    console.print(f"{n} recipient(s) have not received issue {issue_id}.")
+        never = issue.started_at is None
+        audience = service.audience_size(session, issue) if never else 0
+    if never:
+        console.print(f"Issue {issue_id} is {issue.status} and was never sent: none of its "
+                      f"{audience} recipients has received it.")  # fmt: skip
+    else:
+        console.print(f"{n} recipient(s) have not received issue {issue_id}.")
 
 
 @issue_app.command("preview")
@@ -307,10 +312,9 @@ def schedule_(
     when = schedule.parse_local_time(at, zone)
     with nl.transaction() as session:
         issue = schedule.schedule_issue(session, service.get_issue(session, issue_id), when)
-    console.print(
-        f"Issue {issue.id} scheduled for {at} {zone} "
-        f"({when.isoformat(timespec='minutes').replace('+00:00', ' UTC')})."
-    )
+    local = when.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+    utc = when.strftime("%Y-%m-%d %H:%M")
+    console.print(f"Issue {issue.id} scheduled for {local} {zone} ({utc} UTC).")
 
 
 @issue_app.command("unschedule")

@@ -71,7 +71,7 @@ def list_(
     as_json: bool = JSON_OPT,
 ) -> None:
     """List subscribers (streams: works on millions)."""
-    with app_context(ctx).transaction() as session:
+    with app_context(ctx).reading() as session:
         subs = service.iter_subscribers(
             session, list_name=list_name, status=status, search=search, limit=limit
         )
@@ -113,7 +113,7 @@ def export(
     status: str | None = typer.Option(None, "--status", help="Only this status."),
 ) -> None:
     """Export subscribers as CSV (formula-safe for spreadsheets)."""
-    with app_context(ctx).transaction() as session:
+    with app_context(ctx).reading() as session:
         subs = service.iter_subscribers(session, list_name=list_name, status=status)
         if out is None:
             write_csv(subs, sys.stdout)

@@ -167,10 +167,12 @@ def _post_context(post: PostView, index: int, fallback_alt: str) -> dict[str, An
     HTML if not given)."""
     alt = post.title or fallback_alt
     body_html = ""
+    in_body: set[str] = set()
     if post.html.strip():
         root = html.fragment_fromstring(post.html, create_parent="div")
         for img in root.iter("img"):
             _fit_image(img, alt)
+            in_body.add(img.get("src", ""))
         body_html = etree.tostring(root, encoding="unicode", method="html")[5:-6]  # <div>
     text = post.text or html_to_text(body_html)
     return {
@@ -182,6 +184,9 @@ def _post_context(post: PostView, index: int, fallback_alt: str) -> dict[str, An
         "published_at": post.published_at,
         "author": post.author,
         "image_url": post.image_url,
+        # The lead image above a post, unless the body already shows it (a Markdown post or
+        # a feed whose first image is its lead image would show it twice).
+        "hero_url": post.image_url if post.image_url not in in_body else "",
         "image_alt": alt,
         "anchor": f"post-{index}",
     }

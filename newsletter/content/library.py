@@ -84,7 +84,8 @@ def poll_feed(
 
     With ``mode`` "draft" or "send", each new post is marked for an issue of its own
     (``Post.announce = "pending"``; ``issues.announce`` makes it). A feed's first successful
-    poll only records its backlog as seen, unless ``announce_backlog``.
+    poll only records its backlog as seen ("backlog": no issue of its own and no scheduled
+    digest), unless ``announce_backlog``.
     """
     with sessions() as session, session.begin():
         feed = session.scalar(select(Feed).where(Feed.url == url))
@@ -94,9 +95,12 @@ def poll_feed(
             session.flush()
         feed_id, etag, last_modified = feed.id, feed.etag, feed.last_modified
         seen_before = feed.title != ""  # set by the first successful parse
-    announce = (
-        "pending" if mode in ("draft", "send") and (seen_before or announce_backlog) else ("none")
-    )
+    if not seen_before and not announce_backlog:
+        announce = "backlog"  # a new feed's existing posts: seen, never mailed on their own
+    elif mode in ("draft", "send"):
+        announce = "pending"
+    else:
+        announce = "none"
     try:
         result = fetch_feed(
             url, etag=etag, last_modified=last_modified, client=client, timeout=timeout

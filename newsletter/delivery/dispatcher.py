@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
+from ..bounces import verp
 from ..compose import PreparedIssue, Recipient
 from ..config import Settings
 from ..errors import InvalidEmailError, NewsletterError
 from ..issues.preview import prepare
+from ..store import writer_sessions
 from ..store.models import Issue, utcnow
 from . import ledger
 from .transports import Envelope, Result, Transport, TransportError, make_transport
@@ -41,14 +42,11 @@ class WorkerStats:
             self.by_status[status] = self.by_status.get(status, 0) + n
 
 
-def claim_sessions(engine: Engine) -> sessionmaker[Session]:
-    """Sessions whose SQLite transactions begin IMMEDIATE (claims read, then write)."""
-    return sessionmaker(engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
-
-
 def sender_address(settings: Settings) -> str:
-    """The envelope sender (MAIL FROM): the bounce address if configured, else From."""
-    return settings.bounces.return_path.replace("+{token}", "") or settings.sender.from_address
+    """The envelope sender (MAIL FROM) of mail outside any delivery (a test send): the bounce
+    address without its VERP token if configured, else From. Deliveries get a per-delivery
+    sender from ``bounces.verp.sender_for`` (see Worker._compose)."""
+    return verp.plain_return_path(settings.bounces.return_path) or settings.sender.from_address
 
 
 class Worker:
@@ -69,7 +67,7 @@ class Worker:
         stop: threading.Event | None = None,
         on_settled: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
-        self.sessions = claim_sessions(engine)
+        self.sessions = writer_sessions(engine)
         self.settings = settings
         self.issue_id = issue_id
         self.exit_when_idle = exit_when_idle
@@ -79,7 +77,7 @@ class Worker:
         self.name = ledger.worker_name()
         self.stats = WorkerStats()
         self._prepared: dict[int, PreparedIssue] = {}
-        self._mail_from = sender_address(settings)
+        self._mail_from: Callable[[int], str] | None = None  # delivery id -> MAIL FROM
 
     def run(self) -> WorkerStats:
         """Send until done or stopped. Raises TransportError (config problem) after settling."""
@@ -163,6 +161,10 @@ class Worker:
         """Envelopes for the claims; recipients that cannot be addressed fail at once."""
         envelopes, failed = [], []
         now = utcnow()
+        if self._mail_from is None:  # once per process: the VERP key, or the fixed sender
+            with self.sessions() as session, session.begin():
+                self._mail_from = verp.sender_for(self.settings, session)
+        mail_from = self._mail_from
         for c in claims:
             prepared = self._prepared_issue(c.issue_id)
             r = Recipient(subscriber_id=c.subscriber_id, email=c.email, name=c.name, token=c.token)
@@ -170,7 +172,7 @@ class Worker:
                 envelopes.append(
                     Envelope(
                         key=c.delivery_id,
-                        mail_from=self._mail_from,
+                        mail_from=mail_from(c.delivery_id),
                         rcpt_to=prepared.envelope_recipient(r),
                         data=prepared.message_bytes(r, date=now),
                         smtputf8=prepared.needs_smtputf8(r),
@@ -198,8 +200,9 @@ class Worker:
             settled = ledger.settle(
                 session, outcomes, worker=self.name, settings=self.settings.sending
             )
-            if problem is not None:
-                ledger.release(session, self.name)
+            # Claims not settled (a configuration error, a pause or cancel under a rate
+            # limit) go back at once, without using up an attempt.
+            ledger.release(session, self.name)
         self.stats.add(settled)
         if self.on_settled:
             self.on_settled(settled)
@@ -221,6 +224,8 @@ class Worker:
             part = envelopes[i : i + chunk]
             with self.sessions() as session, session.begin():
                 start = ledger.reserve_slots(session, issue_of[part[0].key], len(part), rate)
+            if start is None:  # paused or cancelled meanwhile: stop here
+                break
             delay = (start - utcnow()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -36,7 +36,7 @@ from ..store.models import (
 from .transports import Result
 
 ACTIVE_ISSUE = "sending"
-STARTABLE = ("draft", "scheduled", "paused", "sending")
+STARTABLE = ("draft", "scheduled", "paused", "sending", "missed")
 OPEN_DELIVERY = ("pending", "sending", "deferred")
 PROBLEM_STATUSES = ("deferred", "failed", "bounced")
 
@@ -371,17 +371,20 @@ def finish_if_done(session: Session, issue: Issue, *, now: datetime | None = Non
 
 def reserve_slots(
     session: Session, issue_id: int, n: int, rate: float, *, now: datetime | None = None
-) -> datetime:
+) -> datetime | None:
     """Rate limit shared by every worker: reserve ``n`` sending slots at ``rate`` per second.
 
-    Returns the time of the first slot; slot k is at start + k / rate. The issue row is the
-    shared cursor (locked FOR UPDATE on PostgreSQL; SQLite serialises writers).
+    Returns the time of the first slot (slot k is at start + k / rate), or None when the
+    issue is no longer sending (paused, cancelled). The issue row is the shared cursor
+    (locked FOR UPDATE on PostgreSQL; SQLite serialises writers).
     """
     now = now or utcnow()
-    stmt = select(Issue.rate_cursor).where(Issue.id == issue_id)
+    stmt = select(Issue.rate_cursor, Issue.status).where(Issue.id == issue_id)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    cursor = session.scalar(stmt)
+    cursor, status = session.execute(stmt).one()
+    if status != ACTIVE_ISSUE:
+        return None
     start = max(cursor or now, now)
     session.execute(
         update(Issue)
@@ -389,6 +392,22 @@ def reserve_slots(
         .values(rate_cursor=start + timedelta(seconds=n / rate))
     )
     return start
+
+
+def send_rate(session: Session, issue: Issue) -> float | None:
+    """Messages per second while the issue was sending: between its first and last recorded
+    batch, or from its start when everything went in one batch. None before anything."""
+    first, last, sent = session.execute(
+        select(func.min(Delivery.sent_at), func.max(Delivery.sent_at), func.count()).where(
+            Delivery.issue_id == issue.id, Delivery.status == "sent"
+        )
+    ).one()
+    if not first or not last:
+        return None
+    if last == first and issue.started_at is not None:
+        first = issue.started_at
+    span = (last - first).total_seconds()  # min/max keep the column type: aware UTC
+    return round(sent / span, 1) if span > 0 else None
 
 
 def errors_by_reply(session: Session, issue_id: int, limit: int = 10) -> list[dict[str, Any]]:

@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session
 from ..config import database_url, load_settings
 from ..errors import InvalidInputError, NewsletterError
 from ..issues.service import get_issue
-from ..store import connect, session_factory
+from ..store import connect, writer_sessions
 from ..store.models import Delivery, Issue, utcnow
 from . import ledger
 from .dispatcher import Worker
+from .transports import make_transport
 
 PROGRESS_INTERVAL = 0.25
 CHILD_CONFIG_ERROR = 3
@@ -97,9 +98,12 @@ def send_issue(
     work: wrong password, no STARTTLS, untrusted certificate) after recording what it sent.
     """
     settings = load_settings(config_path)
+    # Settings that cannot work (no password, plain-text AUTH to a remote host) are refused
+    # here, once, before the issue changes state or any process starts.
+    make_transport(settings.smtp, settings.sending, base_dir=Path(settings.base_dir))
     stop = stop or threading.Event()
     started = time.monotonic()
-    sessions = session_factory(engine)
+    sessions = writer_sessions(engine)
     with sessions() as session, session.begin():
         added = open_for_sending(session, issue_id, only_missed=only_missed)
     ctx = multiprocessing.get_context("spawn")
@@ -172,7 +176,7 @@ def set_issue_status(session: Session, issue_id: int, action: str) -> Issue:
     allowed = {
         "pause": (("sending", "scheduled"), "paused"),
         "resume": (("paused",), "sending"),
-        "cancel": (("draft", "scheduled", "sending", "paused"), "cancelled"),
+        "cancel": (("draft", "scheduled", "sending", "paused", "missed"), "cancelled"),
     }
     sources, target = allowed[action]
     if issue.status not in sources:

@@ -24,7 +24,7 @@ from ..delivery.send import send_issue
 from ..errors import InvalidInputError
 from ..issues import lint, preview
 from ..issues.service import audience_size, create_issue
-from ..store import connect, session_factory, upgrade
+from ..store import connect, upgrade, writer_sessions
 from ..subscribers.importer import import_subscribers
 from ..subscribers.service import create_list
 
@@ -123,7 +123,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
         engine = connect(database_url(settings))
         try:
             upgrade(engine)
-            sessions = session_factory(engine)
+            sessions = writer_sessions(engine)
             say(f"2. Database created: {folder / 'newsletter.db'} (SQLite, WAL)")
             with sessions() as session, session.begin():
                 create_list(session, "blog", "Readers of the blog")

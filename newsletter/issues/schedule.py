@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ..errors import InvalidInputError
 from ..store.models import Issue, utcnow
 
-SCHEDULABLE = ("draft", "scheduled")
+SCHEDULABLE = ("draft", "scheduled", "missed")
 
 
 def parse_local_time(value: str, tz_name: str) -> datetime:
@@ -54,7 +54,9 @@ def schedule_issue(
     InvalidInputError for a time in the past or an issue that is sending or done."""
     now = now or utcnow()
     if issue.status not in SCHEDULABLE:
-        raise InvalidInputError(f"issue {issue.id} is {issue.status}; only drafts can be scheduled")
+        raise InvalidInputError(
+            f"issue {issue.id} is {issue.status}; only drafts and missed issues can be scheduled"
+        )
     if when <= now:
         raise InvalidInputError(
             f"{when.isoformat(timespec='minutes')} is in the past; pick a later time"
@@ -66,8 +68,8 @@ def schedule_issue(
 
 
 def unschedule_issue(session: Session, issue: Issue) -> Issue:
-    """Back to a draft. Raises InvalidInputError unless the issue is scheduled."""
-    if issue.status != "scheduled":
+    """Back to a draft. Raises InvalidInputError unless the issue is scheduled or missed."""
+    if issue.status not in ("scheduled", "missed"):
         raise InvalidInputError(f"issue {issue.id} is {issue.status}, not scheduled")
     issue.status = "draft"
     issue.scheduled_at = None

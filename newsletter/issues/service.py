@@ -42,17 +42,19 @@ def create_issue(
     list_name: str | None = None,
     subject: str | None = None,
     preheader: str | None = None,
+    waiting_only: bool = False,
 ) -> Issue:
     """Create a draft issue from one post (``post_id`` or ``latest``) or a digest.
 
-    A digest holds every post not yet in another issue to the same list (cancelled issues do
-    not count), published after ``since`` if given, newest first; with none, it is refused.
+    A digest holds every post not yet in another issue to the same list (drafts count;
+    cancelled and missed issues do not), published after ``since`` if given, newest first
+    (``waiting_only``: see digest_posts); with none, it is refused.
     """
     if sum((post_id is not None, latest, digest)) != 1:
         raise InvalidInputError("choose exactly one of --post ID, --latest or --digest")
     mlist = get_list(session, list_name) if list_name else None
     if digest:
-        posts = digest_posts(session, mlist, since=since)
+        posts = digest_posts(session, mlist, since=since, waiting_only=waiting_only)
         if not posts:
             audience = f"list {mlist.name!r}" if mlist else "every subscriber"
             raise InvalidInputError(f"nothing for a digest: every post already went to {audience}")
@@ -96,16 +98,24 @@ def digest_subject(template: str, site: str, count: int) -> str:
 
 
 def digest_posts(
-    session: Session, mlist: MailingList | None, *, since: datetime | None = None
+    session: Session,
+    mlist: MailingList | None,
+    *,
+    since: datetime | None = None,
+    waiting_only: bool = False,
 ) -> list[Post]:
-    """Posts not yet in any (not cancelled) issue to this list, newest first."""
+    """Posts not yet in any issue to this list (cancelled and missed ones do not count),
+    newest first. ``waiting_only`` (the scheduled digest): only posts that wait for a digest,
+    not those that get an issue of their own or a new feed's backlog."""
     same_audience = Issue.list_id.is_(None) if mlist is None else Issue.list_id == mlist.id
     already = exists().where(
         IssuePost.post_id == Post.id,
         IssuePost.issue_id == Issue.id,
-        and_(same_audience, Issue.status != "cancelled"),
+        and_(same_audience, Issue.status.not_in(("cancelled", "missed"))),
     )
     stmt = select(Post).where(~already)
+    if waiting_only:
+        stmt = stmt.where(Post.announce == "none")
     if since is not None:
         stmt = stmt.where(Post.published_at >= since)
     stmt = stmt.order_by(Post.published_at.desc().nulls_last(), Post.id.desc())

@@ -63,3 +63,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit (the CLI prints them)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def writer_sessions(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for transactions that write. On SQLite they BEGIN IMMEDIATE: the write lock
+    is taken (or waited for, up to the busy timeout) at the start, so a transaction that reads
+    and then writes cannot fail with "database is locked" when another writer got in between.
+    Elsewhere the same as ``session_factory``."""
+    return sessionmaker(engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     TypeDecorator,
     Unicode,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -50,6 +51,8 @@ EVENT_KINDS = (
     "unsubscribed",
     "bounced",
     "complained",
+    "bounce",  # a bounce report that did not (yet) reach the rule's limit
+    "complaint",
     "erased",
 )
 
@@ -235,8 +238,9 @@ class Post(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # For feeds in "draft" or "send" mode: "pending" until the scheduler has made this post's
-    # issue (in the same transaction as the issue), then "done"; "none" for posts that get no
-    # issue of their own (Markdown posts, digest feeds, a new feed's backlog).
+    # issue (in the same transaction as the issue), then "done". "backlog": what a new feed
+    # already had at its first poll (never mailed by the daemon). "none": posts that wait for
+    # a digest (digest feeds, Markdown posts).
     announce: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
 
 
@@ -395,3 +399,67 @@ Index(
     "ix_subscribers_token_selector",
     func.substr(Subscriber.token, 1, TOKEN_SELECTOR_LENGTH),
 )
+
+
+# --- bounces and complaints ----------------------------------------------------------------
+
+BOUNCE_KINDS = ("hard", "soft", "complaint")
+
+
+class Bounce(Base):
+    """A bounce (RFC 3464 DSN or a non-standard one) or a complaint (RFC 5965 ARF report)
+    that came back after sending: one row per report and recipient (newsletter.bounces).
+
+    ``delivery_id`` and ``issue_id`` are set when the report could be tied to one message
+    (by its VERP token or its original Message-ID), ``subscriber_id`` when it could be tied
+    to a person (that message's recipient, or the reported address); all three are NULL for a
+    report about an address we do not know. ``matched_by`` says how: "verp", "message-id",
+    "recipient" or "". ``status`` is the RFC 3463 code ("5.1.1"), ``action`` the DSN Action
+    ("failed", "delayed") or the ARF Feedback-Type ("abuse"). ``report_key`` is the report's
+    own Message-ID (or a hash of it): a report already recorded is never counted twice.
+    ``received_at`` is when the report was written (its Date, never later than processing).
+    Erasing a subscriber deletes their rows (the diagnostic and headers hold the address);
+    a report about an erased person that arrives later is kept without them.
+    """
+
+    __tablename__ = "bounces"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_in(BOUNCE_KINDS)})", name="kind"),
+        Index("ix_bounces_subscriber_id", "subscriber_id", "kind", "received_at"),
+        Index("ix_bounces_issue_id", "issue_id"),
+        Index("ix_bounces_delivery_id", "delivery_id"),
+        Index("ix_bounces_report_key", "report_key"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    delivery_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    issue_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("issues.id", ondelete="SET NULL")
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("subscribers.id", ondelete="CASCADE")
+    )
+    recipient: Mapped[str] = mapped_column(String(320), default="")
+    status: Mapped[str] = mapped_column(String(16), default="")
+    action: Mapped[str] = mapped_column(String(32), default="")
+    diagnostic: Mapped[str] = mapped_column(String(1000), default="")
+    matched_by: Mapped[str] = mapped_column(String(16), default="")
+    report_key: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(500), default="")
+    headers: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Secret(Base):
+    """A named random key made on first use and shared by every process through the database
+    (``verp``: the key that signs VERP tokens, see newsletter.bounces.verp). Hex-encoded."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

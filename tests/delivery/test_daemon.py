@@ -14,11 +14,27 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FIXTURES, Cli, write_config
 
 from .test_send_issue import seed, smtp_config
 
 FEEDS = FIXTURES / "feeds"
+
+
+_running: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test():
+    """A failed assertion must not leave a `newsletter run` holding the scheduler lock."""
+    yield
+    while _running:
+        proc = _running.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 class Daemon:
@@ -29,6 +45,7 @@ class Daemon:
             [sys.executable, "-m", "newsletter", "--config", str(config), "run"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        _running.append(self.proc)
         self.lines: list[str] = []
         self._q: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -292,4 +309,4 @@ def test_schedule_ls_shows_issues_feeds_and_the_next_digest(cli) -> None:
     assert by_kind["feed"]["id"] == "https://blog.example.com/feed.xml"
     digest = datetime.fromisoformat(by_kind["digest"]["local"])
     assert digest.weekday() == 0 and (digest.hour, digest.minute) == (9, 0)  # Monday 09:00
-    assert [r["what"] for r in rows][0] == "feed"  # soonest first: the feed is due now
+    assert rows[0]["what"] == "feed"  # soonest first: the feed is due now

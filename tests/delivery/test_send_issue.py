@@ -325,3 +325,47 @@ def test_a_wrong_password_stops_the_send_without_using_up_attempts(
     monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", PASSWORD)
     assert "Issue 1 sent: 6 sent" in cli.ok("issue", "send", "1", "--workers", "1").stdout
     assert sorted(server.handler.recipients()) == sorted(emails)
+
+
+def test_cancel_under_a_rate_limit_stops_within_a_pacing_step(cli, smtp_server, tmp_path) -> None:
+    server = smtp_server()
+    smtp_config(cli, server, rate_per_second=50, batch_size=200)
+    seed(cli, tmp_path, 400)
+    proc = _newsletter(cli.config, "issue", "send", "1", "--workers", "2")
+    _wait(lambda: len(server.handler.messages) >= 40, 60)
+    cli.ok("issue", "cancel", "1")
+    at_cancel = len(server.handler.messages)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    # Each worker may finish the chunk it had reserved (rate / 10 = 5 messages).
+    assert len(server.handler.messages) <= at_cancel + 10
+    info = show(cli)
+    assert info["status"] == "cancelled" and info["deliveries"]["sending"] == 0
+
+
+def test_a_missed_issue_can_be_rescheduled_sent_or_cancelled(cli, smtp_server, tmp_path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter.config import database_url, load_settings
+    from newsletter.store import connect
+    from newsletter.store.models import Issue
+
+    server = smtp_server()
+    smtp_config(cli, server)
+    emails = seed(cli, tmp_path, 3)
+    cli.ok("issue", "create", "--latest", "--list", "blog", "--subject", "Second")
+    engine = connect(database_url(load_settings(cli.config)))
+    with engine.begin() as conn:
+        conn.execute(
+            Issue.__table__.update().values(
+                status="missed", scheduled_at=datetime.now(UTC) - timedelta(days=3)
+            )
+        )
+    engine.dispose()
+    assert "was never sent: none of its 3 recipients" in cli.ok("issue", "missed", "1").stdout
+    cli.ok("issue", "schedule", "1", "--at", "2030-01-01 09:00")
+    assert show(cli, 1)["status"] == "scheduled"
+    assert "Issue 2 sent: 3 sent" in cli.ok("issue", "send", "2").stdout
+    assert sorted(server.handler.recipients()) == sorted(emails)
+    cli.ok("issue", "cancel", "1")
+    assert show(cli, 1)["status"] == "cancelled"

@@ -1,0 +1,157 @@
+"""Processing a bounce source once: read, parse, record, mark.
+
+    process(source, sessions, settings, dry_run=False) -> Summary
+    process_spec(spec, sessions, settings, base_dir=..., dry_run=False) -> Summary
+    run_scheduled(settings, sessions) -> Summary | None     the scheduler's job
+
+Each message is recorded in a transaction of its own, and only after the commit is it
+marked in the mailbox (moved, flagged); a crash in between leaves it unmarked, and the next
+run sees that its report is already in the database. ``dry_run`` records everything in one
+transaction that is rolled back, and marks nothing: the summary says what would happen.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..config import Settings
+from ..errors import NewsletterError
+from . import verp
+from .parse import parse_report
+from .record import Recorded, record_report
+from .sources import Source, open_source
+
+log = logging.getLogger("newsletter.bounces")
+
+
+@dataclass
+class Summary:
+    """What one run found. Counts are of messages, except ``hard``, ``soft`` and
+    ``complaints`` (of recipients reported) and ``changes`` (subscribers whose status
+    changed: ``{"subscriber_id", "email", "status", "rule"}``)."""
+
+    source: str
+    dry_run: bool = False
+    messages: int = 0
+    recorded: int = 0
+    not_bounces: int = 0
+    duplicates: int = 0
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+    unmatched: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, recorded: Recorded) -> None:
+        self.messages += 1
+        if recorded.outcome == "ignored":
+            self.not_bounces += 1
+            return
+        if recorded.outcome == "duplicate":
+            self.duplicates += 1
+            return
+        self.recorded += 1
+        self.hard += recorded.kinds.count("hard")
+        self.soft += recorded.kinds.count("soft")
+        self.complaints += recorded.kinds.count("complaint")
+        self.unmatched += recorded.unmatched
+        self.changes += [asdict(c) for c in recorded.changes]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        """One line for a log or a terminal."""
+        verb = "Would process" if self.dry_run else "Processed"
+        bounced = sum(1 for c in self.changes if c["status"] == "bounced")
+        complained = sum(1 for c in self.changes if c["status"] == "complained")
+        return (
+            f"{verb} {self.messages} message(s) from {self.source}: {self.hard} hard, "
+            f"{self.soft} soft, {self.complaints} complaint(s), {self.unmatched} unmatched; "
+            f"{self.not_bounces} not a bounce (left alone), {self.duplicates} seen before; "
+            f"{bounced} subscriber(s) bounced, {complained} complained."
+        )
+
+
+def process(
+    source: Source, sessions: sessionmaker[Session], settings: Settings, *, dry_run: bool = False
+) -> Summary:
+    """Process every unhandled message of ``source`` and close it.
+
+    Raises BounceSourceError when the source fails (what was processed before stays
+    processed), StoreError / SQLAlchemy errors when the database does.
+    """
+    summary = Summary(source=source.name, dry_run=dry_run)
+    rules = settings.bounces
+    try:
+        if dry_run:  # everything in one transaction, rolled back
+            with sessions() as session:
+                try:
+                    codec = verp.codec_for(settings, session)
+                    for item in source.messages():
+                        report = parse_report(item.raw)
+                        summary.add(
+                            record_report(session, report, rules=rules, codec=codec,
+                                          source=source.name)
+                        )  # fmt: skip
+                finally:
+                    session.rollback()
+            return summary
+        with sessions() as session, session.begin():
+            codec = verp.codec_for(settings, session)
+        for item in source.messages():
+            report = parse_report(item.raw)
+            with sessions() as session, session.begin():
+                recorded = record_report(
+                    session, report, rules=rules, codec=codec, source=source.name
+                )
+            summary.add(recorded)
+            if recorded.outcome == "ignored":
+                source.skip(item)
+            else:
+                source.done(item)
+            for change in recorded.changes:
+                log.info("bounces.status subscriber=%s status=%s rule=%r",
+                         change.subscriber_id, change.status, change.rule)  # fmt: skip
+    finally:
+        source.close()
+    return summary
+
+
+def process_spec(
+    spec: str,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    base_dir: Path | str | None = None,
+    dry_run: bool = False,
+) -> Summary:
+    """Open the source ``spec`` (a Maildir or mbox path, relative to ``base_dir``, default the
+    config file's folder; or an imap(s):// URL) and process it. Raises BounceSourceError."""
+    base = settings.base_dir if base_dir is None else base_dir
+    source = open_source(spec, settings.bounces, base_dir=base)
+    return process(source, sessions, settings, dry_run=dry_run)
+
+
+def run_scheduled(settings: Settings, sessions: sessionmaker[Session]) -> Summary | None:
+    """The scheduler's job: process ``[bounces] source`` once, if one is configured.
+
+    Never raises for what a user can cause (an unreachable IMAP server, a missing folder):
+    that is logged and the next run tries again. Returns the summary, or None when nothing
+    ran.
+    """
+    spec = settings.bounces.source
+    if not spec:
+        return None
+    try:
+        summary = process_spec(spec, sessions, settings)
+    except NewsletterError as exc:
+        log.error("bounces.error source=%s error=%s", spec, exc)
+        return None
+    log.info("bounces.processed %s", summary.line())
+    return summary

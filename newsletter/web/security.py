@@ -1,0 +1,170 @@
+"""What keeps the web service safe to expose: response headers, form (CSRF) tokens, the
+origin check, and log lines without secrets.
+
+CSRF: there are no cookies and no log-in; every page that changes state is reached through
+a link token (the subscriber's or a confirmation's). Its forms carry a stateless token,
+``<issued-at>.<HMAC-SHA256(secret, purpose | link token | issued-at)>``, valid for
+``CSRF_MAX_AGE``; a POST must bring a valid one for the same purpose and link, and its
+``Origin`` header, when the browser sends one, must be this site. The RFC 8058 one-click
+endpoint is exempt by design (mail providers POST to it without any page), and so is the
+subscribe form, which the blog embeds on another origin (double opt-in, the honeypot and
+the rate limits guard it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config import WebSettings
+
+CSRF_MAX_AGE = timedelta(hours=12)
+CSRF_FIELD = "csrf_token"
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+"""No scripts at all; inline styles (the archive shows the email's own CSS); images from
+https (posts' images); forms post only here; never framed (no click-jacking)."""
+
+
+def load_secret(web: WebSettings) -> bytes:
+    """The key that signs form tokens: from the environment variable ``web.secret_env``
+    names, else random for this process (forms opened before a restart then fail once)."""
+    value = os.environ.get(web.secret_env, "") if web.secret_env else ""
+    if value:
+        return hashlib.sha256(value.encode("utf-8")).digest()
+    return secrets.token_bytes(32)
+
+
+class CsrfSigner:
+    """Issues and checks stateless form tokens bound to a purpose and a link token."""
+
+    def __init__(self, secret: bytes, *, max_age: timedelta = CSRF_MAX_AGE) -> None:
+        self._secret = secret
+        self._max_age = max_age
+
+    def _mac(self, purpose: str, subject: str, issued: int) -> str:
+        message = f"{purpose}|{subject}|{issued}".encode()
+        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def issue(self, purpose: str, subject: str, *, now: datetime) -> str:
+        """A token for a form of ``purpose`` on the page of link token ``subject``."""
+        issued = int(now.timestamp())
+        return f"{issued}.{self._mac(purpose, subject, issued)}"
+
+    def verify(self, token: str, purpose: str, subject: str, *, now: datetime) -> bool:
+        """True if ``token`` was issued by us for this purpose and link and has not expired;
+        the MAC is compared in constant time."""
+        issued_text, _, mac = token.partition(".")
+        if not issued_text.isdigit() or not mac or len(token) > 100:
+            return False
+        issued = int(issued_text)
+        age = now.timestamp() - issued
+        if age < -60 or age > self._max_age.total_seconds():
+            return False
+        return hmac.compare_digest(mac, self._mac(purpose, subject, issued))
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, as browsers write the Origin header."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def same_origin(request: Request, base_url: str) -> bool:
+    """False when the browser says the form was posted from another site: an ``Origin``
+    header that is neither ``site.base_url``'s origin nor the one the request was made to
+    (``null`` included). No header (older clients, scripts) passes: the token decides."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    here = f"{request.url.scheme}://{request.url.netloc}".lower()
+    return origin.lower() in (origin_of(base_url), here)
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every HTTP response (and ``Cache-Control: no-store``
+    where the handler set none: most pages hold a personal link)."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.headers = {
+            "content-security-policy": CONTENT_SECURITY_POLICY,
+            "x-content-type-options": "nosniff",
+            "x-frame-options": "DENY",
+            "referrer-policy": "same-origin",
+            "cross-origin-opener-policy": "same-origin",
+            "cross-origin-resource-policy": "same-origin",
+            "permissions-policy": "camera=(), microphone=(), geolocation=(), payment=()",
+        }
+        if hsts:
+            self.headers["strict-transport-security"] = "max-age=31536000"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    headers[name] = value
+                if "cache-control" not in headers:
+                    headers["cache-control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_LINK_PATH = re.compile(r"^/(unsubscribe|preferences|confirm)/[^/?]+")
+
+
+def redact_path(path: str) -> str:
+    """A request path fit for a log line: link tokens replaced by ``…``."""
+    return _LINK_PATH.sub(lambda m: f"/{m.group(1)}/…", path)
+
+
+access_log = logging.getLogger("newsletter.web.access")
+
+
+class AccessLogMiddleware:
+    """One INFO line per request on ``newsletter.web.access``: client, method, path (link
+    tokens redacted: they are passwords) and status. Replaces uvicorn's access log, which
+    would write the tokens out."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            client = (scope.get("client") or ("-", 0))[0]
+            path = redact_path(scope["path"])
+            access_log.info('%s "%s %s" %d', client, scope["method"], path, status)
