@@ -34,6 +34,15 @@ def test_demo_runs_end_to_end_and_its_summary_matches_its_folder(tmp_path: Path)
     assert (folder / "preview" / "issue-1.html").stat().st_size > 5000
     report = (folder / "import-report.csv").read_text(encoding="utf-8").splitlines()
     assert len(report) == 1 + 3  # header + 1 duplicate + 2 rejected
+    import re
+
+    unsubscribed = re.search(r"; (\S+@\S+) unsubscribed with one click", proc.stdout).group(1)
+    shown = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"),
+         "subscriber", "show", unsubscribed, "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert '"status": "unsubscribed"' in shown.stdout and "web-one-click" in shown.stdout
     listed = subprocess.run(
         [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"),
          "subscriber", "list", "--json"],

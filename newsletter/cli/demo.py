@@ -36,5 +36,6 @@ def demo(
         f"issue missed {result.issue_id}",
         f"issue lint {result.issue_id}",
         "post ls",
+        "serve    (then open http://127.0.0.1:8000/subscribe)",
     ):
         console.print(f"  newsletter --config {config} {command}")

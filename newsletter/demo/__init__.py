@@ -3,22 +3,33 @@
 Writes a config and a SQLite database, imports the bundled subscriber CSV (with the kind of
 problems real exports have), serves the bundled blog feed from a local HTTP server and
 fetches it, composes an issue from the newest post, writes its preview (HTML and .eml),
-checks it with `issue lint` and sends it through the maildir transport (one .eml file per
-reader in outbox/new). Nothing leaves the machine.
+checks it with `issue lint`, sends it through the maildir transport (one .eml file per
+reader in outbox/new), then runs the web service for a moment: the archive page, and a
+one-click unsubscribe from a delivered message's List-Unsubscribe header. Nothing leaves the
+machine.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from html import escape as html_escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from ..config import database_url, load_settings
+import httpx
+import uvicorn
+from sqlalchemy import Engine
+
+from ..config import Settings, database_url, load_settings
 from ..content.library import poll_feed
 from ..delivery.send import send_issue
 from ..errors import InvalidInputError
@@ -27,6 +38,8 @@ from ..issues.service import audience_size, create_issue
 from ..store import connect, upgrade, writer_sessions
 from ..subscribers.importer import import_subscribers
 from ..subscribers.service import create_list
+from ..web import create_app
+from ..web.server import listen, uvicorn_config
 
 MARKER = ".newsletter-demo"
 CONFIG = """\
@@ -111,6 +124,47 @@ def prepare_folder(folder: Path) -> None:
     (folder / MARKER).write_text("made by `newsletter demo`; safe to delete\n")
 
 
+@dataclass(frozen=True)
+class WebShown:
+    url: str
+    unsubscribed: str
+
+
+def _show_web(settings: Settings, engine: Engine, outbox: Path, subject: str) -> WebShown:
+    """Run `newsletter serve`'s app on 127.0.0.1 briefly: read the archive, and unsubscribe
+    one reader through the one-click URL of a message they got. Raises InvalidInputError if
+    the pages do not answer as they should."""
+    app = create_app(settings, engine, cleanup_interval=None)
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn_config(app, settings.web))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with httpx.Client(base_url=base, timeout=10) as http:
+            archive = http.get("/archive")
+            if archive.status_code != 200 or html_escape(subject) not in archive.text:
+                raise InvalidInputError(f"demo: the archive at {base}/archive did not list it")
+            message = email.message_from_bytes(
+                sorted(outbox.iterdir())[0].read_bytes(), policy=email.policy.default
+            )
+            one_click = str(message["List-Unsubscribe"]).split(">")[0].lstrip("<")
+            path = urlsplit(one_click).path
+            answer = http.post(path, data={"List-Unsubscribe": "One-Click"})
+            if answer.status_code != 200:
+                raise InvalidInputError(
+                    f"demo: one-click unsubscribe answered {answer.status_code}"
+                )
+        return WebShown(base, str(message["To"].addresses[0].addr_spec))
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
+
+
 def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
     """Run the whole flow in ``folder``; ``say`` receives one line per step."""
     prepare_folder(folder)
@@ -167,6 +221,12 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
             say(
                 f"8. Sent issue {issue_id}: {sent.counts.get('sent', 0)} messages delivered to "
                 f"the local maildir {outbox} in {sent.seconds:.1f} s"
+            )
+            web = _show_web(settings, engine, outbox, subject)
+            say(
+                f"9. Web service up for a moment at {web.url}: the archive lists {subject!r}; "
+                f"{web.unsubscribed} unsubscribed with one click (RFC 8058) from the "
+                "List-Unsubscribe header of the message they received"
             )
         finally:
             engine.dispose()
