@@ -12,15 +12,21 @@ transaction that is rolled back, and marks nothing: the summary says what would 
 
 from __future__ import annotations
 
+import email.policy
 import logging
+import re
 from dataclasses import asdict, dataclass, field
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings
-from ..errors import NewsletterError
+from ..errors import NewsletterError, NotFoundError
+from ..store.models import SUPPRESSED_STATUSES
+from ..subscribers.optin import subscriber_by_token
+from ..subscribers.service import unsubscribe
 from . import verp
 from .parse import parse_report
 from .record import Recorded, record_report
@@ -45,6 +51,7 @@ class Summary:
     soft: int = 0
     complaints: int = 0
     unmatched: int = 0
+    unsubscribed: int = 0
     changes: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, recorded: Recorded) -> None:
@@ -74,7 +81,8 @@ class Summary:
             f"{verb} {self.messages} message(s) from {self.source}: {self.hard} hard, "
             f"{self.soft} soft, {self.complaints} complaint(s), {self.unmatched} unmatched; "
             f"{self.not_bounces} not a bounce (left alone), {self.duplicates} seen before; "
-            f"{bounced} subscriber(s) bounced, {complained} complained."
+            f"{bounced} subscriber(s) bounced, {complained} complained; "
+            f"{self.unsubscribed} unsubscribed by email."
         )
 
 
@@ -94,6 +102,8 @@ def process(
                 try:
                     codec = verp.codec_for(settings, session)
                     for item in source.messages():
+                        if _unsubscribe_request(session, item.raw, summary):
+                            continue
                         report = parse_report(item.raw)
                         summary.add(
                             record_report(session, report, rules=rules, codec=codec,
@@ -105,6 +115,11 @@ def process(
         with sessions() as session, session.begin():
             codec = verp.codec_for(settings, session)
         for item in source.messages():
+            with sessions() as session, session.begin():
+                handled = _unsubscribe_request(session, item.raw, summary)
+            if handled:
+                source.done(item)
+                continue
             report = parse_report(item.raw)
             with sessions() as session, session.begin():
                 recorded = record_report(
@@ -121,6 +136,34 @@ def process(
     finally:
         source.close()
     return summary
+
+
+_UNSUBSCRIBE_SUBJECT = re.compile(r"^\s*unsubscribe-([A-Za-z0-9_-]{16,64})\s*$", re.IGNORECASE)
+
+
+def _unsubscribe_request(session: Session, raw: bytes, summary: Summary) -> bool:
+    """A mail to the List-Unsubscribe mailto address (subject ``unsubscribe-<token>``, as
+    the header offers it): unsubscribe the token's owner. True if the message was one (a
+    forged or unknown token counts as handled and changes nothing)."""
+    subject = (
+        BytesParser(policy=email.policy.default)
+        .parsebytes(raw, headersonly=True)
+        .get("Subject", "")
+    )
+    match = _UNSUBSCRIBE_SUBJECT.match(str(subject))
+    if match is None:
+        return False
+    summary.messages += 1
+    try:
+        sub = subscriber_by_token(session, match.group(1))
+    except NotFoundError:
+        log.info("bounces.unsubscribe_unknown_token")
+        return True
+    if sub.status not in SUPPRESSED_STATUSES:
+        unsubscribe(session, sub, source="mailto")
+        summary.unsubscribed += 1
+        log.info("bounces.unsubscribed subscriber=%s via=mailto", sub.id)
+    return True
 
 
 def process_spec(
