@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -30,6 +31,7 @@ def demo(
     console.print(f"Open {result.html_path} in a browser to see the email;")
     console.print(f"the messages as delivered are in {result.outbox}.")
     console.print("Try next:")
+    program = sys.argv[0] if Path(sys.argv[0]).name == "newsletter" else "newsletter"
     for command in (
         "subscriber list --list blog --limit 5",
         f"issue show {result.issue_id}",
@@ -38,4 +40,4 @@ def demo(
         "post ls",
         "serve    (then open http://127.0.0.1:8000/subscribe)",
     ):
-        console.print(f"  newsletter --config {config} {command}")
+        console.print(f"  {program} --config {config} {command}")
