@@ -26,6 +26,7 @@ batch, give back what they had not sent, and the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -49,7 +50,7 @@ from .content.library import poll_feed
 from .cron import cron_trigger
 from .delivery import ledger
 from .delivery.dispatcher import Worker
-from .errors import InvalidInputError, NewsletterError
+from .errors import InvalidInputError, NewsletterError, StoreError
 from .issues import schedule
 from .issues.announce import announce_pending
 from .issues.service import create_issue
@@ -102,6 +103,18 @@ class Leadership:
         self._file = handle
         return True
 
+    def still_held(self) -> bool:
+        """False once the connection that holds the PostgreSQL lock is gone (the server may
+        then have given the lock to a standby). An flock lasts as long as the process."""
+        if self._conn is None:
+            return True
+        try:
+            self._conn.execute(text("SELECT 1"))
+            self._conn.commit()
+        except Exception:  # any failure means the session, and with it the lock, is gone
+            return False
+        return True
+
     def release(self) -> None:
         if self._conn is not None:
             self._conn.close()  # the session ends, and with it the advisory lock
@@ -151,14 +164,23 @@ class Daemon:
             self._sync_jobs(scheduler)
             scheduler.resume()
             self.dispatch()  # catch up at once with what fell due while we were down
-            self.stop.wait()
+            lost = False
+            while not self.stop.wait(self.settings.scheduler.standby_poll_seconds):
+                if not leadership.still_held():
+                    lost = True
+                    log.error("scheduler.lost_lock reason=the database connection holding it "
+                              "is gone; stopping so a standby or a restart takes over")  # fmt: skip
+                    self.stop.set()
             log.info("scheduler.stopping")
         finally:
             scheduler.shutdown(wait=True)
             self._join_senders()
             _daemon = None
-            leadership.release()
+            with contextlib.suppress(Exception):
+                leadership.release()
             log.info("scheduler.stopped")
+        if lost:
+            raise StoreError("lost the scheduler lock (database connection dropped)")
 
     def _check_lists(self) -> None:
         from .subscribers.service import get_list

@@ -310,3 +310,33 @@ def test_schedule_ls_shows_issues_feeds_and_the_next_digest(cli) -> None:
     digest = datetime.fromisoformat(by_kind["digest"]["local"])
     assert digest.weekday() == 0 and (digest.hour, digest.minute) == (9, 0)  # Monday 09:00
     assert rows[0]["what"] == "feed"  # soonest first: the feed is due now
+
+
+def test_a_leader_that_loses_its_lock_connection_stops(postgres_url, tmp_path, capsys) -> None:
+    from sqlalchemy import text
+
+    from newsletter.scheduler import ADVISORY_LOCK_KEY
+    from newsletter.store import connect
+
+    cli = Cli(write_config(tmp_path / "n.toml", postgres_url), capsys)
+    cli.ok("db", "upgrade")
+    cli.config.write_text(cli.config.read_text() + "\n[scheduler]\nstandby_poll_seconds = 0.3\n")
+    daemon = Daemon(cli.config)
+    daemon.wait_for("scheduler.leader")
+    engine = connect(postgres_url)
+    with engine.begin() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND classid = :key AND objid::bigint = "
+                "(hashtext(current_database() || '.' || current_schema())::bigint & 4294967295)"
+            ),
+            {"key": ADVISORY_LOCK_KEY},
+        ).all()
+    engine.dispose()
+    assert killed == [(True,)]
+    daemon.wait_for("scheduler.lost_lock")
+    assert daemon.proc.wait(timeout=30) == 1
+    while not daemon._q.empty():
+        daemon.lines.append(daemon._q.get())
+    assert "Error: lost the scheduler lock" in "".join(daemon.lines)
