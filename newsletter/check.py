@@ -89,16 +89,14 @@ def check_feeds(settings: Settings) -> list[Check]:
 
 
 def check_templates(settings: Settings) -> Check:
-    templates_dir = settings.templates.dir or None
-    if templates_dir:
-        templates_dir = str(Path(settings.base_dir) / templates_dir)
+    templates_dir = settings.templates.dir
     sample = IssueContent(
         issue_id=0, kind="post", subject="Template check", preheader="",
         posts=(PostView(title="Sample", url="https://example.com/p", html="<p>Hello.</p>",
                         summary="Hello.", published_at=utcnow()),),
     )  # fmt: skip
     try:
-        prepare_issue(sample, settings, templates_dir=templates_dir)
+        prepare_issue(sample, settings)  # resolves [templates] dir itself
     except NewsletterError as exc:
         fix = " (check [templates] dir)" if templates_dir else ""
         return Check("templates", "fail", f"{exc}{fix}")

@@ -10,7 +10,7 @@ from ..bounces import iter_bounces, process_spec
 from ..errors import InvalidInputError
 from ..subscribers.service import find_subscriber
 from .context import app_context, translate_db_errors
-from .output import console, print_json, print_json_array
+from .output import JSON_OPT, console, print_json, print_json_array
 
 bounce_app = typer.Typer(
     help="Bounces and complaints: process the return mailbox, list what came back.",
@@ -33,7 +33,7 @@ def process(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would happen; change nothing."
     ),
-    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Read bounces (DSN), complaints (ARF) and the rest from the return mailbox once."""
     nl = app_context(ctx)
@@ -61,7 +61,7 @@ def ls(
     who: str | None = typer.Option(None, "--subscriber", help="Only this address or id."),
     issue: int | None = typer.Option(None, "--issue", help="Only this issue."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many."),
-    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Bounces and complaints recorded, newest first."""
     with app_context(ctx).transaction() as session:

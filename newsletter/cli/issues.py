@@ -24,7 +24,7 @@ from ..issues import preview as preview_
 from ..issues import schedule, service
 from ..store.models import DELIVERY_STATUSES, FINAL_DELIVERY_STATUSES
 from .context import app_context, translate_db_errors
-from .output import console, err_console, print_json, print_json_array
+from .output import ISSUE_ID, JSON_OPT, console, err_console, print_json, print_json_array
 
 issue_app = typer.Typer(help="Issues: editions of the newsletter.", no_args_is_help=True)
 
@@ -80,9 +80,7 @@ def create(
 
 
 @issue_app.command("ls")
-def ls(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON output.")
-) -> None:
+def ls(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """List issues, newest first."""
     with app_context(ctx).transaction() as session:
         rows = [service.issue_row(i) for i in service.iter_issues(session)]
@@ -101,8 +99,8 @@ def ls(
 @issue_app.command("show")
 def show(
     ctx: typer.Context,
-    issue_id: int = typer.Argument(..., help="Issue id."),
-    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    issue_id: int = ISSUE_ID,
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Status of one issue, its posts and its audience."""
     with app_context(ctx).transaction() as session:
@@ -143,7 +141,7 @@ def show(
 @issue_app.command("send")
 def send(
     ctx: typer.Context,
-    issue_id: int = typer.Argument(..., help="Issue id."),
+    issue_id: int = ISSUE_ID,
     workers: int = typer.Option(
         0, "--workers", min=0, help="Sending processes (default: one per CPU core)."
     ),
@@ -196,19 +194,19 @@ def _set_status(ctx: typer.Context, issue_id: int, action: str) -> None:
 
 
 @issue_app.command("pause")
-def pause(ctx: typer.Context, issue_id: int = typer.Argument(..., help="Issue id.")) -> None:
+def pause(ctx: typer.Context, issue_id: int = ISSUE_ID) -> None:
     """Stop sending after the batches in flight; `resume` continues."""
     _set_status(ctx, issue_id, "pause")
 
 
 @issue_app.command("resume")
-def resume(ctx: typer.Context, issue_id: int = typer.Argument(..., help="Issue id.")) -> None:
+def resume(ctx: typer.Context, issue_id: int = ISSUE_ID) -> None:
     """Allow a paused issue to send again (run `issue send` or a worker)."""
     _set_status(ctx, issue_id, "resume")
 
 
 @issue_app.command("cancel")
-def cancel(ctx: typer.Context, issue_id: int = typer.Argument(..., help="Issue id.")) -> None:
+def cancel(ctx: typer.Context, issue_id: int = ISSUE_ID) -> None:
     """Cancel an issue: nothing more is sent."""
     _set_status(ctx, issue_id, "cancel")
 
@@ -216,8 +214,8 @@ def cancel(ctx: typer.Context, issue_id: int = typer.Argument(..., help="Issue i
 @issue_app.command("missed")
 def missed(
     ctx: typer.Context,
-    issue_id: int = typer.Argument(..., help="Issue id."),
-    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    issue_id: int = ISSUE_ID,
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Who has not received the issue, and why."""
     with app_context(ctx).reading() as session:
@@ -242,7 +240,7 @@ def missed(
 @issue_app.command("preview")
 def preview(
     ctx: typer.Context,
-    issue_id: int = typer.Argument(..., help="Issue id."),
+    issue_id: int = ISSUE_ID,
     out: Path = typer.Option(Path("preview"), "--out", help="Folder for the .html and .eml."),
     to: str | None = typer.Option(None, "--to", help="Also send one test message here."),
 ) -> None:
@@ -266,7 +264,7 @@ def preview(
 @issue_app.command("lint")
 def lint(
     ctx: typer.Context,
-    issue_id: int = typer.Argument(..., help="Issue id."),
+    issue_id: int = ISSUE_ID,
 ) -> None:
     """Check size, alt text, links, unsubscribe, postal address, subject and spam score."""
     nl = app_context(ctx)
@@ -274,13 +272,8 @@ def lint(
         issue = service.get_issue(session, issue_id)
         prepared = preview_.prepare(issue, nl.settings)
         recipient = preview_.sample_recipient(session, issue)
-    html, text = prepared.html_for(recipient), prepared.text_for(recipient)
-    findings = lint_.lint_message(
-        subject=issue.subject,
-        html=html,
-        text=text,
-        unsubscribe_url=f"{nl.settings.site.base_url.rstrip('/')}/unsubscribe/{recipient.token}",
-        postal_address=nl.settings.site.postal_address,
+    findings = lint_.lint_prepared(
+        prepared, recipient, subject=issue.subject, postal_address=nl.settings.site.postal_address
     )
     score = lint_.spam_score(prepared.message_bytes(recipient))
     if score is None:
@@ -300,7 +293,7 @@ def lint(
 @issue_app.command("schedule")
 def schedule_(
     ctx: typer.Context,
-    issue_id: int = typer.Argument(..., help="Issue id."),
+    issue_id: int = ISSUE_ID,
     at: str = typer.Option(..., "--at", help="Local time, 'YYYY-MM-DD HH:MM'."),
     tz: str | None = typer.Option(
         None, "--tz", help="Time zone of --at, e.g. Europe/Stockholm (default: [scheduler])."
@@ -318,7 +311,7 @@ def schedule_(
 
 
 @issue_app.command("unschedule")
-def unschedule(ctx: typer.Context, issue_id: int = typer.Argument(..., help="Issue id.")) -> None:
+def unschedule(ctx: typer.Context, issue_id: int = ISSUE_ID) -> None:
     """Take an issue off the schedule (it becomes a draft again)."""
     with app_context(ctx).transaction() as session:
         schedule.unschedule_issue(session, service.get_issue(session, issue_id))

@@ -8,7 +8,7 @@ from rich.table import Table
 from ..store.models import SUBSCRIBER_STATUSES
 from ..subscribers import service
 from .context import app_context
-from .output import console, print_json, print_json_array
+from .output import JSON_OPT, console, print_json, print_json_array
 
 list_app = typer.Typer(help="Lists (audiences).", no_args_is_help=True)
 
@@ -41,9 +41,7 @@ def create(
 
 
 @list_app.command("ls")
-def ls(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON output.")
-) -> None:
+def ls(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """Show every list with member counts."""
     with app_context(ctx).transaction() as session:
         rows = [_row(m, c) for m, c in service.list_counts(session)]
@@ -62,7 +60,7 @@ def ls(
 def show(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="List name."),
-    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Show one list and its member counts by status."""
     with app_context(ctx).transaction() as session:

@@ -7,7 +7,12 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+import typer
 from rich.console import Console
+
+# Options many commands share (Typer copies them per command; sharing the objects is safe).
+JSON_OPT = typer.Option(False, "--json", help="JSON output.")
+ISSUE_ID = typer.Argument(..., help="Issue id.")
 
 # markup off: subscriber data such as "[test] Ada" must print as written.
 console = Console(highlight=False, markup=False, soft_wrap=True)

@@ -13,7 +13,7 @@ from ..content.fetch import USER_AGENT
 from ..errors import InvalidInputError
 from ..issues.announce import announce_pending
 from .context import app_context, translate_db_errors
-from .output import console, err_console, print_json_array
+from .output import JSON_OPT, console, err_console, print_json_array
 
 post_app = typer.Typer(help="Posts: from the blog's feeds or Markdown files.", no_args_is_help=True)
 
@@ -79,7 +79,7 @@ def add(
 def ls(
     ctx: typer.Context,
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many."),
-    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """List posts, newest first."""
     with app_context(ctx).transaction() as session:

@@ -15,7 +15,7 @@ from ..issues import schedule
 from ..scheduler import Daemon
 from ..store.models import Feed, utcnow
 from .context import app_context, translate_db_errors
-from .output import console, print_json_array
+from .output import JSON_OPT, console, print_json_array
 
 schedule_app = typer.Typer(help="What will happen when.", no_args_is_help=True)
 
@@ -45,9 +45,7 @@ def _local(when: datetime | None, tz: str) -> str | None:
 
 
 @schedule_app.command("ls")
-def ls(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON output.")
-) -> None:
+def ls(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """Scheduled issues, feed polls and the next digest, soonest first."""
     nl = app_context(ctx)
     settings, now = nl.settings, utcnow()

@@ -22,12 +22,11 @@ from ..subscribers import service
 from ..subscribers.export import write_csv
 from ..subscribers.importer import import_subscribers
 from .context import app_context
-from .output import console, err_console, print_json, print_json_array
+from .output import JSON_OPT, console, err_console, print_json, print_json_array
 
 sub_app = typer.Typer(help="Subscribers: add, import, list, export, erase.", no_args_is_help=True)
 
 LIST_OPT = typer.Option(None, "--list", "-l", help="Only members of this list.")
-JSON_OPT = typer.Option(False, "--json", help="JSON output.")
 
 
 def register(app: typer.Typer) -> None:

@@ -356,6 +356,10 @@ class PreparedIssue:
         """The personalised plain-text part for ``r``."""
         return self._text.render(self._field_values(r, clean_name(r.name), self._token(r)))
 
+    def unsubscribe_url(self, r: Recipient) -> str:
+        """The https unsubscribe (and RFC 8058 one-click) URL in ``r``'s message."""
+        return self._unsubscribe_prefix + self._token(r)
+
     def message_id(self, r: Recipient) -> str:
         """The Message-ID (with angle brackets) of ``r``'s message: the same on every call and
         in every process, so a resend after a crash carries the same one. It is derived from

@@ -157,9 +157,12 @@ class Worker:
             self._prepared[issue_id] = prepared
         return prepared
 
-    def _compose(self, claims: list[ledger.Claim]) -> tuple[list[Envelope], list[tuple]]:
-        """Envelopes for the claims; recipients that cannot be addressed fail at once."""
-        envelopes, failed = [], []
+    def _compose(
+        self, claims: list[ledger.Claim]
+    ) -> tuple[list[Envelope], list[tuple], dict[int, str]]:
+        """Envelopes for the claims, the Message-ID of each (by delivery id), and the failed
+        outcomes of recipients that cannot be addressed."""
+        envelopes, failed, message_ids = [], [], {}
         now = utcnow()
         if self._mail_from is None:  # once per process: the VERP key, or the fixed sender
             with self.sessions() as session, session.begin():
@@ -167,7 +170,7 @@ class Worker:
         mail_from = self._mail_from
         for c in claims:
             prepared = self._prepared_issue(c.issue_id)
-            r = Recipient(subscriber_id=c.subscriber_id, email=c.email, name=c.name, token=c.token)
+            r = _recipient(c)
             try:
                 envelopes.append(
                     Envelope(
@@ -178,13 +181,14 @@ class Worker:
                         smtputf8=prepared.needs_smtputf8(r),
                     )
                 )
+                message_ids[c.delivery_id] = prepared.message_id(r)
             except InvalidEmailError as exc:
                 failed.append((c, Result(c.delivery_id, "failed", None, "", str(exc)), ""))
-        return envelopes, failed
+        return envelopes, failed, message_ids
 
     async def _deliver(self, transport: Transport, claims: list[ledger.Claim]) -> None:
         by_id = {c.delivery_id: c for c in claims}
-        envelopes, outcomes = self._compose(claims)
+        envelopes, outcomes, message_ids = self._compose(claims)
         problem: TransportError | None = None
         try:
             results = await self._send_paced(transport, envelopes, claims)
@@ -193,9 +197,7 @@ class Worker:
             # sent is recorded; the rest is given back without using up an attempt.
             problem = exc
             results = [r for r in exc.results if r.outcome != "deferred"]
-        for r in results:
-            c = by_id[r.key]
-            outcomes.append((c, r, self._prepared[c.issue_id].message_id(_recipient(c))))
+        outcomes += [(by_id[r.key], r, message_ids[r.key]) for r in results]
         with self.sessions() as session, session.begin():
             settled = ledger.settle(
                 session, outcomes, worker=self.name, settings=self.settings.sending

@@ -207,12 +207,8 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
             say(f"5. Issue {issue_id} drafted from the newest post: {subject!r}")
             shown = preview.write_preview(prepared, recipient, folder / "preview")
             say(f"6. Preview for {recipient.email}: {shown.html_path} and {shown.eml_path}")
-            findings = lint.lint_message(
-                subject=subject,
-                html=prepared.html_for(recipient),
-                text=prepared.text_for(recipient),
-                unsubscribe_url=f"{settings.site.base_url}/unsubscribe/{recipient.token}",
-                postal_address=settings.site.postal_address,
+            findings = lint.lint_prepared(
+                prepared, recipient, subject=subject, postal_address=settings.site.postal_address
             )
             errors = [f for f in findings if f.level == "error"]
             say(f"7. Lint: {len(errors)} errors, {len(findings) - len(errors)} warnings")

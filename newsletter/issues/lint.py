@@ -15,6 +15,8 @@ from typing import Literal
 
 from lxml import html as lxml_html
 
+from ..compose import PreparedIssue, Recipient
+
 GMAIL_CLIP_BYTES = 102 * 1024
 MAX_SUBJECT = 78
 SPAM_BAR = 2.0
@@ -69,6 +71,19 @@ def lint_message(
             Finding("error", f"text part is a stub: {text_words} words vs {html_words} in HTML")
         )
     return found
+
+
+def lint_prepared(
+    prepared: PreparedIssue, recipient: Recipient, *, subject: str, postal_address: str
+) -> list[Finding]:
+    """``lint_message`` on the message ``prepared`` makes for ``recipient``."""
+    return lint_message(
+        subject=subject,
+        html=prepared.html_for(recipient),
+        text=prepared.text_for(recipient),
+        unsubscribe_url=prepared.unsubscribe_url(recipient),
+        postal_address=postal_address,
+    )
 
 
 def spam_score(message: bytes, *, timeout: float = 120.0) -> tuple[float, list[str]] | None:

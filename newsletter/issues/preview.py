@@ -28,10 +28,7 @@ class Preview:
 
 def prepare(issue: Issue, settings: Settings) -> PreparedIssue:
     """Render the issue once (templates from [templates] dir, else the built-in ones)."""
-    templates_dir = settings.templates.dir or None
-    if templates_dir:
-        templates_dir = str(Path(settings.base_dir) / templates_dir)
-    return prepare_issue(issue_content(issue), settings, templates_dir=templates_dir)
+    return prepare_issue(issue_content(issue), settings)
 
 
 def sample_recipient(session: Session, issue: Issue) -> Recipient:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..compose import IssueContent, PostView
 from ..config import Settings
-from ..content.library import get_post
+from ..content.library import get_post, iter_posts
 from ..content.text import clean_line
 from ..errors import ConfigError, InvalidInputError, NotFoundError
 from ..store.models import Issue, IssuePost, MailingList, Membership, Post, Subscriber
@@ -63,9 +63,7 @@ def create_issue(
         default_preheader = "; ".join(p.title for p in posts[:3])
     else:
         if latest:
-            post = session.scalar(
-                select(Post).order_by(Post.published_at.desc().nulls_last(), Post.id.desc())
-            )
+            post = next(iter_posts(session, limit=1), None)
             if post is None:
                 raise NotFoundError("there are no posts yet: run `newsletter post fetch` first")
         else:
