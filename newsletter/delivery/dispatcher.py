@@ -30,6 +30,7 @@ from .transports import Envelope, Result, Transport, TransportError, make_transp
 
 log = logging.getLogger("newsletter.delivery")
 IDLE_POLL_SECONDS = 0.2
+MAX_SLOT_RETRIES = 3  # reservations for one chunk before a late worker sends anyway
 
 
 @dataclass
@@ -224,15 +225,27 @@ class Worker:
         chunk = max(1, int(rate / 10))  # about ten sends a second
         for i in range(0, len(envelopes), chunk):
             part = envelopes[i : i + chunk]
+            if not await self._wait_for_slot(issue_of[part[0].key], len(part), rate):
+                break  # paused or cancelled meanwhile: stop here
+            results += await transport.send(part)
+        return results
+
+    async def _wait_for_slot(self, issue_id: int, n: int, rate: float) -> bool:
+        """Reserve ``n`` slots and sleep until they come. A worker that wakes after its slots
+        have passed (a busy machine) reserves again rather than send in the slots of the
+        workers after it. False when the issue stopped sending."""
+        span = timedelta(seconds=n / rate)
+        for _ in range(MAX_SLOT_RETRIES):
             with self.sessions() as session, session.begin():
-                start = ledger.reserve_slots(session, issue_of[part[0].key], len(part), rate)
-            if start is None:  # paused or cancelled meanwhile: stop here
-                break
+                start = ledger.reserve_slots(session, issue_id, n, rate)
+            if start is None:
+                return False
             delay = (start - utcnow()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)
-            results += await transport.send(part)
-        return results
+            if utcnow() < start + span:
+                return True
+        return True  # late every time: the machine is overloaded; send rather than starve
 
 
 def _recipient(c: ledger.Claim) -> Recipient:

@@ -92,8 +92,14 @@ def daemon_config(cli, server, extra: str = "", **sending) -> None:
     )
 
 
+def due_in(seconds: float) -> datetime:
+    """A whole second at least ``seconds`` from now (--at takes whole seconds)."""
+    when = datetime.now(UTC) + timedelta(seconds=seconds)
+    return when.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def at(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+    return due_in(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def wait_until(predicate, timeout: float = 30) -> None:
@@ -135,7 +141,7 @@ def test_issue_due_while_the_daemon_was_down_is_sent_on_start(cli, smtp_server, 
     daemon_config(cli, server, extra="misfire_grace_seconds = 60\n")
     emails = seed(cli, tmp_path, 4)
     cli.ok("issue", "create", "--latest", "--list", "blog", "--subject", "Too late")
-    due = datetime.now(UTC) + timedelta(seconds=1)
+    due = due_in(2)
     cli.ok("issue", "schedule", "1", "--at", due.strftime("%Y-%m-%d %H:%M:%S"), "--tz", "UTC")
     wait_until(lambda: datetime.now(UTC) > due + timedelta(seconds=0.5))  # due while down
     # Issue 2 is "due" far beyond the grace: it must be reported missed, not sent.
@@ -234,7 +240,7 @@ def test_digest_on_a_cron_schedule(cli, smtp_server, tmp_path) -> None:
     daemon.wait_for("digest.created id=2 list=blog posts=1")
     daemon.wait_for("digest.skip list=blog")  # the next fire finds nothing new
     wait_until(lambda: len(server.handler.messages) == 3)
-    daemon.wait_for("digest.skip list=blog", timeout=10)
+    daemon.wait_for("digest.skip list=blog")
     assert daemon.stop() == 0
     assert sorted(server.handler.recipients()) == sorted(emails)
     issues = json.loads(cli.ok("issue", "ls", "--json").stdout)
@@ -248,7 +254,7 @@ def test_deferred_deliveries_are_retried_by_the_daemon(cli, smtp_server, tmp_pat
     server.handler.inject("RCPT", emails[1], "451 4.7.1 Greylisted, come back later")
     daemon = Daemon(cli.config)
     daemon.wait_for("scheduler.leader")
-    cli.ok("issue", "schedule", "1", "--at", at(1), "--tz", "UTC")
+    cli.ok("issue", "schedule", "1", "--at", at(2), "--tz", "UTC")
     wait_until(lambda: status(cli, 1) == "sent", timeout=30)
     assert daemon.stop() == 0
     received = Counter(server.handler.recipients())
@@ -269,8 +275,8 @@ def test_two_daemons_on_postgresql_one_schedules_and_the_other_takes_over(
     second.wait_for("scheduler.standby")
     cli.ok("issue", "schedule", "1", "--at", at(3), "--tz", "UTC")
     first.kill()  # kill -9: the advisory lock goes with its connection
-    second.wait_for("scheduler.leader", timeout=10)
-    second.wait_for("issue.start id=1", timeout=15)
+    second.wait_for("scheduler.leader")
+    second.wait_for("issue.start id=1")
     wait_until(lambda: status(cli, 1) == "sent")
     assert second.stop() == 0
     received = Counter(server.handler.recipients())

@@ -225,23 +225,28 @@ def test_workers_share_an_issue_and_the_rate_limit(cli, smtp_server, tmp_path) -
     emails = seed(cli, tmp_path, n)
     workers = [_newsletter(cli.config, "worker") for _ in range(3)]
     try:
+        # The sender runs in its own process too, so this one only runs the SMTP server and
+        # the arrival times it records are not held up behind a worker in the same process.
         started = time.monotonic()
-        out = cli.ok("issue", "send", "1", "--workers", "1").stdout
+        sender = _newsletter(cli.config, "issue", "send", "1", "--workers", "1")
+        out, err = sender.communicate(timeout=120)
         elapsed = time.monotonic() - started
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
         outputs = [w.communicate(timeout=60) for w in workers]
+    assert sender.returncode == 0, err
     assert all(w.returncode == 0 for w in workers), outputs
     assert f"Issue 1 sent: {n} sent" in out
     received = Counter(server.handler.recipients())
     assert set(received) == set(emails) and max(received.values()) == 1
-    # 600 messages at 150/s across four processes: at least ~4 s, and no second in which
-    # the server saw more than the limit (plus one pacing step of slack).
+    # 600 messages at 150/s across four processes: at least ~3 s, and no second in which
+    # the server saw more than the limit, plus slack for pacing steps (a tenth of a second
+    # each) and scheduling noise on a busy machine. Unpaced, the four would send 600 at once.
     assert elapsed >= (n - 150) / 150
     times = sorted(m.at for m in server.handler.messages)
     busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
-    assert busiest <= 150 * 1.15, busiest
+    assert busiest <= 150 * 1.2, busiest
     sessions_used = {m.session for m in server.handler.messages}
     assert len(sessions_used) > 4  # more than one process's connections took part
 
