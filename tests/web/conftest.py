@@ -176,7 +176,7 @@ class Site:
 @pytest.fixture
 def web(
     tmp_path: Path,
-    database_url: str,
+    migrated_url: str,
     smtp_server: Callable[..., Server],  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[Callable[..., Site]]:
@@ -203,11 +203,10 @@ def web(
             f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = 5.0\n\n'
             f"[sending]\nretry_backoff_seconds = 0\nmax_attempts = 2\n\n[web]\n{web_section}\n"
         )
-        config = write_config(tmp_path / "newsletter.toml", database_url, extra)
+        config = write_config(tmp_path / "newsletter.toml", migrated_url, extra)
         text = config.read_text().replace("https://news.example.com", base_url or url)
         config.write_text(text)
         cli = Cli(config, capsys)
-        cli.ok("db", "upgrade")
         for name in dict.fromkeys([*lists, "blog"]):
             cli.ok("list", "create", name)
         settings = load_settings(config)
