@@ -240,13 +240,19 @@ def test_workers_share_an_issue_and_the_rate_limit(cli, smtp_server, tmp_path) -
     assert f"Issue 1 sent: {n} sent" in out
     received = Counter(server.handler.recipients())
     assert set(received) == set(emails) and max(received.values()) == 1
-    # 600 messages at 150/s across four processes: at least ~3 s, and no second in which
-    # the server saw more than the limit, plus slack for pacing steps (a tenth of a second
-    # each) and scheduling noise on a busy machine. Unpaced, the four would send 600 at once.
+    # 600 messages at 150/s across four processes: at least ~3 s. Unpaced, the four would
+    # send the 600 in about a second. The receiving server sees no burst: no second holds
+    # more than the limit plus one pacing step (a tenth of a second) and the server's own
+    # scheduling noise (it shares this 2-core machine with the senders and PostgreSQL), and
+    # no three seconds more than 15% over.
     assert elapsed >= (n - 150) / 150
     times = sorted(m.at for m in server.handler.messages)
-    busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
-    assert busiest <= 150 * 1.2, busiest
+
+    def busiest(window: float) -> int:
+        return max(sum(1 for t in times[i:] if t < start + window) for i, start in enumerate(times))
+
+    assert busiest(1.0) <= 150 * 1.3, busiest(1.0)
+    assert busiest(3.0) <= 3 * 150 * 1.15, busiest(3.0)
     sessions_used = {m.session for m in server.handler.messages}
     assert len(sessions_used) > 4  # more than one process's connections took part
 
