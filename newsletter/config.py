@@ -92,6 +92,13 @@ class SendingSettings(_Section):
     lease_seconds: float = Field(default=300.0, gt=0)
     feedback_id: str = ""
     unsubscribe_mailto: str = ""
+    # The reputation guard (delivery/reputation.py).
+    domain_backoff_seconds: float = Field(default=60.0, gt=0)
+    domain_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    per_domain_concurrency: int = Field(default=2, ge=1, le=256)
+    pause_bounce_rate: float = Field(default=0.05, ge=0, le=1)
+    pause_complaint_rate: float = Field(default=0.003, ge=0, le=1)
+    pause_min_attempts: int = Field(default=500, ge=1)
 
 
 class FeedSettings(_Section):

@@ -19,8 +19,9 @@ called, with ``raise SomeError(...) from exc``.
     ├── FeedError            a feed cannot be fetched or parsed (the others still run)
     ├── ContentError         a Markdown post or a template cannot be used
     └── TransportError       the SMTP or maildir transport cannot work with this config
-                             (wrong password, no STARTTLS, untrusted certificate); carries
-                             the results of the batch it stopped in
+                             (wrong password, no STARTTLS, untrusted certificate, a relay
+                             that cannot be reached at all); carries the results of the
+                             batch it stopped in
 """
 
 from __future__ import annotations

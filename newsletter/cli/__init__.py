@@ -73,3 +73,6 @@ def main(argv: list[str] | None = None) -> None:
     except NewsletterError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C outside a command that handles it: nothing half-done
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from datetime import UTC, datetime
@@ -15,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..bounces.history import issue_counts as bounce_counts
-from ..delivery import ledger
+from ..delivery import ledger, reputation
+from ..delivery.send import abort as abort_send
 from ..delivery.send import send_issue, set_issue_status
 from ..delivery.testsend import test_send
 from ..errors import InvalidInputError
@@ -25,6 +25,7 @@ from ..issues import schedule, service
 from ..store.models import DELIVERY_STATUSES, FINAL_DELIVERY_STATUSES
 from .context import app_context, translate_db_errors
 from .output import ISSUE_ID, JSON_OPT, console, err_console, print_json, print_json_array
+from .signals import StopSignals
 
 issue_app = typer.Typer(help="Issues: editions of the newsletter.", no_args_is_help=True)
 
@@ -115,11 +116,15 @@ def show(
         row["errors"] = ledger.errors_by_reply(session, issue.id)
         row["bounces"] = bounce_counts(session, issue.id)
         row["rate_per_second"] = ledger.send_rate(session, issue)
+        row["pause_reason"] = issue.pause_reason or None
+        row["backoff"] = reputation.backoffs_for_show(session)
     if as_json:
         print_json(row)
         return
     console.print(f"Issue {row['id']}: {row['subject']}")
     console.print(f"  status    {row['status']}")
+    if row["pause_reason"]:
+        console.print(f"  paused    by the reputation guard: {row['pause_reason']}")
     console.print(f"  kind      {row['kind']}")
     console.print(f"  list      {row['list'] or '(every active subscriber)'}")
     console.print(f"  audience  {row['audience']} active subscribers")
@@ -136,6 +141,9 @@ def show(
     for e in row["errors"]:
         reply = " ".join(str(x) for x in (e["code"], e["enhanced"], e["text"]) if x)
         console.print(f"  {e['count']:>6} {e['status']}: {reply}")
+    for b in row["backoff"]:
+        console.print(f"  backing off {', '.join(b['domains'])} until {b['until']} "
+                      f"(throttled {b['strikes']}x in a row: {b['reply']})")  # fmt: skip
 
 
 @issue_app.command("send")
@@ -150,9 +158,10 @@ def send(
     ),
 ) -> None:
     """Send an issue now; returns when every delivery is sent, deferred or failed."""
+    started = datetime.now(UTC)  # a send finished by another process after this: joined
     nl = app_context(ctx)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signals = StopSignals(stop, on_abort=abort_send)
     with nl.transaction() as session:
         total = service.audience_size(session, service.get_issue(session, issue_id))
     columns = (
@@ -173,7 +182,7 @@ def send(
             summary = send_issue(
                 nl.engine, nl.config_path, issue_id,
                 workers=workers or os.cpu_count() or 1, only_missed=only_missed,
-                progress=show, stop=stop,
+                progress=show, stop=stop, started_at=started,
             )  # fmt: skip
     c = summary.counts
     head = "Stopped" if summary.stopped else f"Issue {issue_id} {summary.status}"
@@ -183,8 +192,12 @@ def send(
         f"{c.get('skipped', 0)} skipped, {c.get('pending', 0) + c.get('sending', 0)} not sent "
         f"({summary.seconds:.1f} s)."
     )
+    if summary.pause_reason:
+        err_console.print(f"Issue {issue_id} paused itself: {summary.pause_reason}")
     if c.get("deferred"):
         console.print(f"Deferred ones are retried by `newsletter issue send {issue_id}` later.")
+    if signals.exit_status:
+        raise typer.Exit(signals.exit_status)
 
 
 def _set_status(ctx: typer.Context, issue_id: int, action: str) -> None:

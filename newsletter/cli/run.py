@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,6 +15,7 @@ from ..scheduler import Daemon
 from ..store.models import Feed, utcnow
 from .context import app_context, translate_db_errors
 from .output import JSON_OPT, console, print_json_array
+from .signals import StopSignals
 
 schedule_app = typer.Typer(help="What will happen when.", no_args_is_help=True)
 
@@ -34,10 +34,11 @@ def run(ctx: typer.Context) -> None:
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     daemon = Daemon(nl.settings, nl.engine)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: daemon.stop.set())
+    signals = StopSignals(daemon.stop)
     with translate_db_errors():
         daemon.run()
+    if signals.exit_status:
+        raise typer.Exit(signals.exit_status)
 
 
 def _local(when: datetime | None, tz: str) -> str | None:

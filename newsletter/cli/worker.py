@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import typer
@@ -10,6 +9,7 @@ import typer
 from ..delivery.send import run_worker_process
 from .context import app_context, translate_db_errors
 from .output import err_console
+from .signals import StopSignals
 
 
 def register(app: typer.Typer) -> None:
@@ -21,9 +21,11 @@ def worker(ctx: typer.Context) -> None:
     nl = app_context(ctx)
     nl.sessions()  # config and schema problems are reported before the loop starts
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    err_console.print("Worker running; Ctrl-C or SIGTERM stops it after the batch in flight.")
+    signals = StopSignals(stop)
+    err_console.print("Worker running; Ctrl-C or SIGTERM stops it after the messages on the wire.")
     with translate_db_errors():
-        run_worker_process(nl.config_path, stop)
-    err_console.print("Worker stopped; unsent claims were released.")
+        counts = run_worker_process(nl.config_path, stop)
+    done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing"
+    err_console.print(f"Worker stopped: {done}; unsent claims were released.")
+    if signals.exit_status:
+        raise typer.Exit(signals.exit_status)

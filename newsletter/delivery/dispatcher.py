@@ -1,10 +1,22 @@
 """The dispatcher: claim a batch, compose each message, hand them to the transport, settle.
 
-``Worker.run`` is one process's loop (used by `issue send`, its child processes and
-`newsletter worker`). The issue is rendered once per process (``prepare_issue``); per
-recipient only personalisation and MIME assembly happen. Database work happens in short
-transactions between batches; nothing is sent inside a transaction. A stop request (Ctrl-C,
-SIGTERM) lets the batch in flight finish, releases what was not sent and returns.
+``Worker.run`` is one process's loop (used by `issue send`, its child processes, `newsletter
+worker` and the daemon). The issue is rendered once per process (``prepare_issue``); per
+recipient only personalisation and MIME assembly happen, when the transport is ready to send
+that message (``_Feed``). Nothing is sent inside a transaction, and the database work runs in
+threads beside the sending, not between batches:
+
+- the next batch is claimed while the current one is on the wire;
+- each result is settled in the ledger as soon as the server has answered it, in small
+  groups committed by ``_Settler``. At most ``connections`` results wait to be committed:
+  after a crash (kill -9, OOM, power loss) at any moment, at most the messages on the wire
+  plus those waiting, 2 x ``connections``, can be sent again (with the same Message-ID).
+
+A stop request (Ctrl-C, SIGTERM) hands out no more messages: the ones on the wire finish,
+every answered result is settled, and what was not sent is given back.
+
+The reputation guard (``reputation``) acts here: a throttling reply backs off its domain
+for every worker, and the issue pauses itself when its hard-bounce rate is too high.
 """
 
 from __future__ import annotations
@@ -12,25 +24,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from ..bounces import verp
 from ..compose import PreparedIssue, Recipient
 from ..config import Settings
-from ..errors import InvalidEmailError, NewsletterError
+from ..errors import InvalidEmailError, NewsletterError, StoreError
 from ..issues.preview import prepare
 from ..store import writer_sessions
 from ..store.models import Issue, utcnow
-from . import ledger
+from . import ledger, reputation
 from .transports import Envelope, Result, Transport, TransportError, make_transport
 
 log = logging.getLogger("newsletter.delivery")
 IDLE_POLL_SECONDS = 0.2
 MAX_SLOT_RETRIES = 3  # reservations for one chunk before a late worker sends anyway
+STATUS_CHECK_SECONDS = 0.25  # how often the settler looks whether an issue was paused
+GUARD_CHECK_SECONDS = 0.2  # how often the settler checks the bounce rate (after a bounce)
+COMMIT_RETRIES = 5  # a settling commit that fails (database restarting) is tried again
 
 
 @dataclass
@@ -50,11 +67,33 @@ def sender_address(settings: Settings) -> str:
     return verp.plain_return_path(settings.bounces.return_path) or settings.sender.from_address
 
 
+@dataclass(slots=True)
+class _Answered:
+    """A result to record: the claim, the transport's result, the message's Message-ID, and
+    the domain key when the reply was a throttle."""
+
+    claim: ledger.Claim
+    result: Result
+    message_id: str
+    throttled: str = ""
+
+
+@dataclass(slots=True)
+class _Postponed:
+    """A claim handed back untried because its domain is backing off until ``until``."""
+
+    claim: ledger.Claim
+    domain: str
+    until: datetime
+
+
 class Worker:
     """One process's sending loop. ``issue_id`` None: any sending issue (`newsletter worker`).
 
     ``exit_when_idle``: return once the issue has nothing due (`issue send`); otherwise poll
-    for work until stopped (`newsletter worker`).
+    for work until stopped (`newsletter worker`). ``connections`` (default
+    ``smtp.concurrency``) is how many SMTP connections this process uses; it also bounds the
+    results waiting to be settled.
     """
 
     def __init__(
@@ -67,8 +106,13 @@ class Worker:
         transport: Transport | None = None,
         stop: threading.Event | None = None,
         on_settled: Callable[[dict[str, int]], None] | None = None,
+        connections: int | None = None,
     ) -> None:
         self.sessions = writer_sessions(engine)
+        self.connections = connections or settings.smtp.concurrency
+        if self.connections != settings.smtp.concurrency:
+            smtp = settings.smtp.model_copy(update={"concurrency": self.connections})
+            settings = settings.model_copy(update={"smtp": smtp})
         self.settings = settings
         self.issue_id = issue_id
         self.exit_when_idle = exit_when_idle
@@ -77,6 +121,10 @@ class Worker:
         self.on_settled = on_settled
         self.name = ledger.worker_name()
         self.stats = WorkerStats()
+        self.paused_by_guard: dict[int, str] = {}  # issue id -> reason, paused by this worker
+        self.halted: set[int] = set()  # issues no longer sending (paused, cancelled)
+        self.backoff: dict[str, datetime] = {}  # domain key -> backing off until
+        self.recent: set[str] = set()  # domain keys throttled in the last hour
         self._prepared: dict[int, PreparedIssue] = {}
         self._mail_from: Callable[[int], str] | None = None  # delivery id -> MAIL FROM
 
@@ -89,20 +137,33 @@ class Worker:
         transport = self.transport or make_transport(
             self.settings.smtp, self.settings.sending, base_dir=self.settings.base_dir
         )
+        settler = _Settler(self, window=self.connections)
+        feed: _Feed | None = None
         try:
+            claims = await asyncio.to_thread(self._claim)
             while not self.stop.is_set():
-                claims = self._claim()
                 if not claims:
-                    if self.exit_when_idle and self._idle():
+                    if self.exit_when_idle and await asyncio.to_thread(self._idle):
                         break
                     await asyncio.sleep(IDLE_POLL_SECONDS)
+                    claims = await asyncio.to_thread(self._claim)
                     continue
-                await self._deliver(transport, claims)
+                feed = _Feed(self, claims, settler)
+                await self._deliver(transport, feed, settler)
+                if feed.ahead is not None:  # claimed while this batch was on the wire
+                    claims = await feed.ahead
+                elif not self.stop.is_set():
+                    claims = await asyncio.to_thread(self._claim)
+                feed = None
         finally:
-            with self.sessions() as session, session.begin():
-                ledger.release(session, self.name)
-            if own_transport:
-                await transport.aclose()
+            if feed is not None and feed.ahead is not None:
+                await asyncio.gather(feed.ahead, return_exceptions=True)
+            try:
+                await settler.close()
+            finally:
+                await asyncio.to_thread(self._release)
+                if own_transport:
+                    await transport.aclose()
         return self.stats
 
     # -- steps -------------------------------------------------------------------------------
@@ -119,6 +180,7 @@ class Worker:
         return min(rates) if rates else 0.0
 
     def _claim(self) -> list[ledger.Claim]:
+        """Claim the next batch (in a thread) and read the domains backing off."""
         size = self._batch_size()
         lease = timedelta(seconds=self.settings.sending.lease_seconds)
         rate = self._rate()
@@ -128,8 +190,14 @@ class Worker:
             claims = ledger.claim(
                 session, worker=self.name, limit=size, lease=lease, issue_id=self.issue_id
             )
+            if claims:
+                self.backoff, self.recent = reputation.active_backoffs(session)
         self.stats.claimed += len(claims)
         return claims
+
+    def _release(self) -> None:
+        with self.sessions() as session, session.begin():
+            ledger.release(session, self.name)
 
     def _idle(self) -> bool:
         """True when this worker is done: the issue was paused or cancelled, or it has
@@ -158,77 +226,40 @@ class Worker:
             self._prepared[issue_id] = prepared
         return prepared
 
-    def _compose(
-        self, claims: list[ledger.Claim]
-    ) -> tuple[list[Envelope], list[tuple], dict[int, str]]:
-        """Envelopes for the claims, the Message-ID of each (by delivery id), and the failed
-        outcomes of recipients that cannot be addressed."""
-        envelopes, failed, message_ids = [], [], {}
-        now = utcnow()
-        if self._mail_from is None:  # once per process: the VERP key, or the fixed sender
+    def _sender(self) -> Callable[[int], str]:
+        """delivery id -> MAIL FROM: the VERP key, or the fixed sender; read once."""
+        if self._mail_from is None:
             with self.sessions() as session, session.begin():
                 self._mail_from = verp.sender_for(self.settings, session)
-        mail_from = self._mail_from
-        for c in claims:
-            prepared = self._prepared_issue(c.issue_id)
-            r = _recipient(c)
-            try:
-                envelopes.append(
-                    Envelope(
-                        key=c.delivery_id,
-                        mail_from=mail_from(c.delivery_id),
-                        rcpt_to=prepared.envelope_recipient(r),
-                        data=prepared.message_bytes(r, date=now),
-                        smtputf8=prepared.needs_smtputf8(r),
-                    )
-                )
-                message_ids[c.delivery_id] = prepared.message_id(r)
-            except InvalidEmailError as exc:
-                failed.append((c, Result(c.delivery_id, "failed", None, "", str(exc)), ""))
-        return envelopes, failed, message_ids
+        return self._mail_from
 
-    async def _deliver(self, transport: Transport, claims: list[ledger.Claim]) -> None:
-        by_id = {c.delivery_id: c for c in claims}
-        envelopes, outcomes, message_ids = self._compose(claims)
+    async def _deliver(self, transport: Transport, feed: _Feed, settler: _Settler) -> None:
+        """Send one batch through ``feed``; settle every answer; give back what was not sent.
+        Raises TransportError (a configuration problem) once the rest is settled."""
         problem: TransportError | None = None
         try:
-            results = await self._send_paced(transport, envelopes, claims)
+            results = await transport.send(feed, report=feed.report)
         except TransportError as exc:
-            # A configuration problem (password, TLS): not the recipients' fault. What was
-            # sent is recorded; the rest is given back without using up an attempt.
-            problem = exc
-            results = [r for r in exc.results if r.outcome != "deferred"]
-        outcomes += [(by_id[r.key], r, message_ids[r.key]) for r in results]
-        with self.sessions() as session, session.begin():
-            settled = ledger.settle(
-                session, outcomes, worker=self.name, settings=self.settings.sending
-            )
-            # Claims not settled (a configuration error, a pause or cancel under a rate
-            # limit) go back at once, without using up an attempt.
-            ledger.release(session, self.name)
-        self.stats.add(settled)
-        if self.on_settled:
-            self.on_settled(settled)
+            # A configuration problem (password, TLS, a relay that cannot be reached): not
+            # the recipients' fault. What was answered is recorded; the rest is given back
+            # without using up an attempt.
+            problem, results = exc, []
+        for r in results:  # deferred untried (no connection could be set up): not reported
+            if r.key not in feed.reported:
+                await feed.report(r)
+        await settler.drain()
+        # Claims not settled (a stop, a pause, a configuration error) go back at once,
+        # without using up an attempt. (A settled one may be claimed again already, by the
+        # claim made ahead: it is not ours to give back.)
+        await asyncio.to_thread(self._give_back, feed.unsettled())
         if problem is not None:
             raise problem
 
-    async def _send_paced(
-        self, transport: Transport, envelopes: list[Envelope], claims: list[ledger.Claim]
-    ) -> list[Result]:
-        """Send at once, or, under a rate limit, in small chunks, each at the slot reserved
-        for it just before it goes (so a late worker cannot burst into another's slots)."""
-        rate = self._rate()
-        if not rate or not envelopes:
-            return await transport.send(envelopes)
-        issue_of = {c.delivery_id: c.issue_id for c in claims}
-        results: list[Result] = []
-        chunk = max(1, int(rate / 10))  # about ten sends a second
-        for i in range(0, len(envelopes), chunk):
-            part = envelopes[i : i + chunk]
-            if not await self._wait_for_slot(issue_of[part[0].key], len(part), rate):
-                break  # paused or cancelled meanwhile: stop here
-            results += await transport.send(part)
-        return results
+    def _give_back(self, delivery_ids: list[int]) -> None:
+        if not delivery_ids:
+            return  # (no ids would mean every claim of this worker)
+        with self.sessions() as session, session.begin():
+            ledger.release(session, self.name, delivery_ids)
 
     async def _wait_for_slot(self, issue_id: int, n: int, rate: float) -> bool:
         """Reserve ``n`` slots and sleep until they come. A worker that wakes after its slots
@@ -236,8 +267,7 @@ class Worker:
         workers after it. False when the issue stopped sending."""
         span = timedelta(seconds=n / rate)
         for _ in range(MAX_SLOT_RETRIES):
-            with self.sessions() as session, session.begin():
-                start = ledger.reserve_slots(session, issue_id, n, rate)
+            start = await asyncio.to_thread(self._reserve, issue_id, n, rate)
             if start is None:
                 return False
             delay = (start - utcnow()).total_seconds()
@@ -247,6 +277,315 @@ class Worker:
                 return True
         return True  # late every time: the machine is overloaded; send rather than starve
 
+    def _reserve(self, issue_id: int, n: int, rate: float) -> datetime | None:
+        with self.sessions() as session, session.begin():
+            return ledger.reserve_slots(session, issue_id, n, rate)
 
-def _recipient(c: ledger.Claim) -> Recipient:
-    return Recipient(subscriber_id=c.subscriber_id, email=c.email, name=c.name, token=c.token)
+    def note_throttle(self, key: str) -> None:
+        """A throttling reply for domain ``key``: stop handing out its messages at once, for
+        the base backoff until the settler records the shared one."""
+        if key not in self.backoff:
+            delay = reputation.backoff_delay(self.settings.sending, 1)
+            self.backoff[key] = utcnow() + delay
+        self.recent.add(key)
+
+    # -- settling (runs in the settler's thread) ---------------------------------------------
+
+    def commit(self, answered: list[_Answered], postponed: list[_Postponed]) -> dict[str, int]:
+        """Record one group of results in one transaction; returns counts by status."""
+        settings = self.settings.sending
+        with self.sessions() as session, session.begin():
+            throttles = {a.throttled: a.result.text for a in answered if a.throttled}
+            untils = reputation.record_throttles(session, throttles, settings) if throttles else {}
+            ledger.postpone(
+                session,
+                [(p.claim, untils.get(p.domain, p.until), _backing_off(p)) for p in postponed],
+                worker=self.name,
+            )
+            settled = ledger.settle(
+                session,
+                [(a.claim, a.result, a.message_id) for a in answered],
+                worker=self.name,
+                settings=settings,
+                not_before={
+                    a.claim.delivery_id: untils[a.throttled] for a in answered if a.throttled
+                },
+            )
+        self.backoff.update(untils)
+        if postponed:
+            settled["deferred"] = settled.get("deferred", 0) + len(postponed)
+        self.stats.add(settled)
+        if self.on_settled:
+            self.on_settled(settled)
+        return settled
+
+    def check_issues(self, issue_ids: set[int], *, bounced: bool) -> None:
+        """Note the issues that stopped sending; with ``bounced``, apply the bounce-rate
+        guard (pausing an issue whose hard-bounce rate is too high)."""
+        with self.sessions() as session, session.begin():
+            rows = session.execute(
+                select(Issue.id, Issue.status).where(Issue.id.in_(list(issue_ids)))
+            ).all()
+            for issue_id, status in rows:
+                if status != ledger.ACTIVE_ISSUE:
+                    self.halted.add(issue_id)
+                elif bounced:
+                    counts = ledger.counts(session, issue_id)
+                    reason = reputation.bounce_pause_reason(counts, self.settings.sending)
+                    issue = session.get_one(Issue, issue_id)
+                    if reputation.pause_for(session, issue, reason):
+                        log.warning("issue.paused id=%s reason=%s", issue_id, reason)
+                        self.paused_by_guard[issue_id] = reason
+                        self.halted.add(issue_id)
+
+
+def _backing_off(p: _Postponed) -> str:
+    until = p.until.isoformat(timespec="seconds")
+    return f"not tried: {reputation.describe(p.domain)} is backing off (until {until} or later)"
+
+
+class _Feed:
+    """The EnvelopeSource of one batch: composes each message when the transport asks for
+    it, paces them under a rate limit, keeps throttled domains back, and stops on a stop
+    request or when the issue stops sending. Its ``report`` hands each answer to the
+    settler."""
+
+    def __init__(self, worker: Worker, claims: list[ledger.Claim], settler: _Settler) -> None:
+        self.worker = worker
+        self.settler = settler
+        self.claim_ids = [c.delivery_id for c in claims]
+        self._claims = iter(claims)
+        self._left = len(claims)
+        self._held: list[ledger.Claim] = []  # waiting for room in a capped domain
+        self._in_flight: Counter[str] = Counter()
+        self._room = asyncio.Condition()
+        self._sent: dict[int, tuple[ledger.Claim, str, str]] = {}  # key -> claim, mid, domain
+        self.reported: set[int] = set()  # handed to the settler (answered, postponed, failed)
+        self._slots = 0  # sends left in the current rate-limit reservation
+        self._slot_issue: int | None = None
+        self._prefetch_at = len(claims) // 2
+        self.ahead: asyncio.Future[list[ledger.Claim]] | None = None
+        self._rate = worker._rate()
+        self._now = utcnow()
+
+    def unsettled(self) -> list[int]:
+        """The claims of this batch that were not handed to the settler."""
+        return [i for i in self.claim_ids if i not in self.reported]
+
+    async def take(self) -> Envelope | None:
+        w = self.worker
+        while not w.stop.is_set():
+            forced = False
+            claim = self._next()
+            if claim is None:
+                if not self._held:
+                    return None
+                # Every claim left waits for room in a capped domain. If none comes in a second
+                # (the transport gave up on its connections), go on anyway: the cap is a
+                # courtesy to the receiver, not a rule the batch may hang on.
+                async with self._room:
+                    try:
+                        await asyncio.wait_for(self._room.wait(), 1.0)
+                    except TimeoutError:
+                        if self._held:
+                            claim, forced = self._held.pop(0), True
+                if claim is None:
+                    continue
+            if claim.issue_id in w.halted:
+                continue  # given back at the end of the batch
+            key = reputation.domain_key(claim.email)
+            until = w.backoff.get(key)
+            if until is not None and until > utcnow():
+                self.reported.add(claim.delivery_id)
+                await self.settler.add(_Postponed(claim, key, until))
+                continue
+            cap = w.settings.sending.per_domain_concurrency
+            if not forced and key in w.recent and self._in_flight[key] >= cap:
+                self._held.append(claim)
+                continue
+            if self._rate and not await self._pace(claim.issue_id):
+                w.halted.add(claim.issue_id)
+                continue
+            envelope = await self._compose(claim, key)
+            if envelope is not None:
+                self._maybe_claim_ahead()
+                return envelope
+        return None
+
+    def _next(self) -> ledger.Claim | None:
+        """The next claim: a held one whose domain has room now, else the next of the batch."""
+        cap = self.worker.settings.sending.per_domain_concurrency
+        for i, claim in enumerate(self._held):
+            key = reputation.domain_key(claim.email)
+            if self._in_flight[key] < cap or self.worker.backoff.get(key):
+                return self._held.pop(i)
+        claim = next(self._claims, None)
+        if claim is not None:
+            self._left -= 1
+        return claim
+
+    async def _pace(self, issue_id: int) -> bool:
+        """Wait for this message's rate-limit slot (reserved a chunk at a time)."""
+        if self._slots == 0 or self._slot_issue != issue_id:
+            n = max(1, min(int(self._rate / 10), self._left + 1 + len(self._held)))
+            if not await self.worker._wait_for_slot(issue_id, n, self._rate):
+                return False
+            self._slots, self._slot_issue = n, issue_id
+        self._slots -= 1
+        return True
+
+    async def _compose(self, claim: ledger.Claim, key: str) -> Envelope | None:
+        w = self.worker
+        prepared = w._prepared_issue(claim.issue_id)
+        r = Recipient(
+            subscriber_id=claim.subscriber_id, email=claim.email, name=claim.name,
+            token=claim.token,
+        )  # fmt: skip
+        try:
+            envelope = Envelope(
+                key=claim.delivery_id,
+                mail_from=w._sender()(claim.delivery_id),
+                rcpt_to=prepared.envelope_recipient(r),
+                data=prepared.message_bytes(r, date=self._now),
+                smtputf8=prepared.needs_smtputf8(r),
+            )
+        except InvalidEmailError as exc:
+            failed = Result(claim.delivery_id, "failed", None, "", str(exc))
+            self.reported.add(claim.delivery_id)
+            await self.settler.add(_Answered(claim, failed, ""))
+            return None
+        self._sent[claim.delivery_id] = (claim, prepared.message_id(r), key)
+        self._in_flight[key] += 1
+        return envelope
+
+    def _maybe_claim_ahead(self) -> None:
+        """Half way through the batch, claim the next one in a thread (while this one is on
+        the wire), unless the worker is stopping."""
+        if self.ahead is None and self._left <= self._prefetch_at and not self.worker.stop.is_set():
+            self.ahead = asyncio.ensure_future(asyncio.to_thread(self.worker._claim))
+
+    async def report(self, result: Result) -> None:
+        """One answer: free its domain's slot, note a throttle, hand it to the settler."""
+        claim, message_id, key = self._sent.pop(result.key)
+        self.reported.add(result.key)
+        self._in_flight[key] -= 1
+        throttled = ""
+        if reputation.is_throttle(result):
+            throttled = key
+            self.worker.note_throttle(key)
+        if self._held:
+            async with self._room:
+                self._room.notify_all()
+        await self.settler.add(_Answered(claim, result, message_id, throttled))
+
+
+class _Settler:
+    """Records answers in the ledger as they come: the group waiting is committed in a
+    thread as soon as the previous commit is done, so the event loop goes on sending.
+
+    At most ``window`` answers are waiting or being committed at any time; ``add`` waits for
+    room (back-pressure on the connections), which is what bounds the doubles after a crash.
+    A commit that fails (the database restarting) is tried again; if it keeps failing, the
+    worker stops with StoreError.
+    """
+
+    def __init__(self, worker: Worker, *, window: int) -> None:
+        self.worker = worker
+        self.window = max(1, window)
+        self._answered: list[_Answered] = []
+        self._postponed: list[_Postponed] = []
+        self._pending = 0  # waiting + being committed
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._error: BaseException | None = None
+        self._issues: set[int] = set()
+        self._bounced = False
+        self._checked_status = self._checked_guard = 0.0
+
+    async def add(self, item: _Answered | _Postponed) -> None:
+        """Queue one answer (or postponed claim); waits while the window is full."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._pending < self.window or self._error)
+            self._raise()
+            if isinstance(item, _Answered):
+                self._answered.append(item)
+            else:
+                self._postponed.append(item)
+            self._pending += 1
+            self._changed.notify_all()
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop())
+
+    async def drain(self) -> None:
+        """Return once everything queued is committed."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._pending == 0 or self._error)
+        self._raise()
+
+    async def close(self) -> None:
+        """Commit what is queued and stop."""
+        self._closing = True
+        async with self._changed:
+            self._changed.notify_all()
+        if self._task is not None:
+            await self._task
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    async def _loop(self) -> None:
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: self._answered or self._postponed or self._closing
+                )
+                answered, self._answered = self._answered, []
+                postponed, self._postponed = self._postponed, []
+            if not answered and not postponed:
+                return  # closing, nothing left
+            try:
+                await asyncio.to_thread(self._commit, answered, postponed)
+            except BaseException as exc:  # handed to the sending side (add, drain, close)
+                async with self._changed:
+                    self._error = exc
+                    self._changed.notify_all()
+                return
+            async with self._changed:
+                self._pending -= len(answered) + len(postponed)
+                self._changed.notify_all()
+
+    def _commit(self, answered: list[_Answered], postponed: list[_Postponed]) -> None:
+        """In the settler's thread: one transaction for the group, then the issue checks."""
+        for attempt in range(COMMIT_RETRIES):
+            try:
+                self.worker.commit(answered, postponed)
+                break
+            except StoreError:
+                raise
+            except Exception as exc:
+                if attempt == COMMIT_RETRIES - 1 or not _transient(exc):
+                    raise StoreError(f"cannot record delivery results: {exc}") from exc
+                log.warning("settle.retry attempt=%s error=%s", attempt + 1, exc)
+                time.sleep(0.2 * 2**attempt)
+        self._issues.update(a.claim.issue_id for a in answered)
+        self._bounced |= any(a.result.outcome == "bounced" for a in answered)
+        now = time.monotonic()
+        guard = self._bounced and now - self._checked_guard >= GUARD_CHECK_SECONDS
+        if guard or now - self._checked_status >= STATUS_CHECK_SECONDS:
+            self.worker.check_issues(set(self._issues), bounced=guard)
+            self._checked_status = now
+            if guard:
+                self._checked_guard, self._bounced = now, False
+
+
+def _transient(exc: Exception) -> bool:
+    """A database error worth trying again: a lost connection, a lock or serialisation
+    conflict."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )

@@ -80,7 +80,9 @@ def start_issue(session: Session, issue: Issue, *, now: datetime | None = None) 
             "SELECT :issue_id, s.id, 'pending', 0, :now, '', '', '', '', :now FROM subscribers s "
             f"WHERE s.status = 'active' {audience}"
             "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = :issue_id "
-            "AND d.subscriber_id = s.id) ORDER BY s.id"
+            "AND d.subscriber_id = s.id) ORDER BY s.id "
+            # Another process starting the same issue at the same moment: theirs counts.
+            "ON CONFLICT (issue_id, subscriber_id) DO NOTHING"
         ).bindparams(bindparam("now", type_=UTCDateTime)),
         {"issue_id": issue.id, "now": now, "list_id": issue.list_id},
     ).rowcount
@@ -185,15 +187,18 @@ def settle(
     worker: str,
     settings: SendingSettings,
     now: datetime | None = None,
+    not_before: dict[int, datetime] | None = None,
 ) -> dict[str, int]:
     """Record results: (claim, transport result, Message-ID) each. Returns counts by status.
 
     A deferred delivery that used its ``max_attempts`` becomes failed. A bounced recipient
     becomes a bounced subscriber (with an event) and is never mailed again. A result for a
     claim that another worker has since taken over (our lease ran out) is recorded only if it
-    says "sent": the message went out either way.
+    says "sent": the message went out either way. ``not_before`` (delivery id -> time) puts a
+    deferred delivery's next attempt no earlier than that (its domain is backing off).
     """
     now = now or utcnow()
+    not_before = not_before or {}
     rows: dict[str, list[dict[str, Any]]] = {}
     bounced: list[tuple[Claim, Result]] = []
     for c, r, message_id in outcomes:
@@ -204,6 +209,8 @@ def settle(
                 status = "failed"
             else:
                 next_at = now + retry_delay(settings, c.attempts)
+                if c.delivery_id in not_before:
+                    next_at = max(next_at, not_before[c.delivery_id])
         elif status == "bounced":
             bounced.append((c, r))
         rows.setdefault(status, []).append(
@@ -267,6 +274,48 @@ def _mark_bounced(session: Session, bounced: Iterable[tuple[Claim, Result]], now
                 )
             )
     session.flush()
+
+
+def postpone(
+    session: Session,
+    postponed: Sequence[tuple[Claim, datetime, str]],
+    *,
+    worker: str,
+    now: datetime | None = None,
+) -> int:
+    """Give claims back untried until a later time: (claim, not before, why) each. The
+    delivery is deferred without using up an attempt (its domain is backing off: not the
+    recipient's fault). Returns how many."""
+    if not postponed:
+        return 0
+    now = now or utcnow()
+    return (
+        session.connection()
+        .execute(
+            update(Delivery)
+            .where(
+                Delivery.id == bindparam("did"),
+                Delivery.claimed_by == worker,
+                Delivery.status == "sending",
+            )
+            .values(
+                status="deferred",
+                attempts=Delivery.attempts - 1,
+                next_attempt_at=bindparam("until", type_=UTCDateTime),
+                last_code=None,
+                last_enhanced="",
+                last_text=bindparam("text"),
+                claimed_by="",
+                lease_until=None,
+                updated_at=now,
+            ),
+            [
+                {"did": c.delivery_id, "until": until, "text": why[:500]}
+                for c, until, why in postponed
+            ],
+        )
+        .rowcount
+    )
 
 
 def release(session: Session, worker: str, delivery_ids: Sequence[int] = ()) -> int:
@@ -394,20 +443,22 @@ def reserve_slots(
     return start
 
 
+SETTLED = ("sent", "deferred", "failed", "bounced")
+
+
 def send_rate(session: Session, issue: Issue) -> float | None:
-    """Messages per second while the issue was sending: between its first and last recorded
-    batch, or from its start when everything went in one batch. None before anything."""
-    first, last, sent = session.execute(
-        select(func.min(Delivery.sent_at), func.max(Delivery.sent_at), func.count()).where(
-            Delivery.issue_id == issue.id, Delivery.status == "sent"
+    """Messages per second while the issue was sending: deliveries settled (sent, deferred,
+    failed, bounced) divided by the time from the first settlement to the last. None before
+    two settlements at different times."""
+    first, last, settled = session.execute(
+        select(func.min(Delivery.updated_at), func.max(Delivery.updated_at), func.count()).where(
+            Delivery.issue_id == issue.id, Delivery.status.in_(SETTLED)
         )
     ).one()
     if not first or not last:
         return None
-    if last == first and issue.started_at is not None:
-        first = issue.started_at
     span = (last - first).total_seconds()  # min/max keep the column type: aware UTC
-    return round(sent / span, 1) if span > 0 else None
+    return round(settled / span, 1) if span > 0 else None
 
 
 def errors_by_reply(session: Session, issue_id: int, limit: int = 10) -> list[dict[str, Any]]:

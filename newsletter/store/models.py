@@ -268,6 +268,10 @@ class Issue(Base):
     # The shared rate limiter: the time up to which sending slots are already handed out.
     # Workers reserve slots by moving it forward (store/ratelimit), across processes.
     rate_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why the reputation guard paused it (bounce or complaint rate); "" otherwise.
+    pause_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # 1 once a marketer resumed it after such a pause: the guard does not pause it again.
+    guard_off: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -452,6 +456,21 @@ class Bounce(Base):
     headers: Mapped[str] = mapped_column(Text, default="")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DomainBackoff(Base):
+    """A receiving domain (or provider, see delivery/reputation.py) that throttled us: no
+    worker sends to it before ``until``. ``strikes`` counts throttles in a row (the delay
+    doubles with each); a domain throttled in the last hour also gets fewer messages in
+    flight at once (``sending.per_domain_concurrency``)."""
+
+    __tablename__ = "domain_backoffs"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    strikes: Mapped[int] = mapped_column(Integer, default=1)
+    reply: Mapped[str] = mapped_column(String(500), default="")
+    throttled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Secret(Base):

@@ -233,15 +233,20 @@ def test_pipelining_is_used_when_offered(smtp_server, offered, allowed, expected
     assert _pipelined(session) is expected
 
 
-def test_no_server_defers_every_envelope():
+def test_no_server_is_a_transport_error_and_nothing_is_tried():
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, concurrency=4))
 
-    (results,) = send_all(transport, [envelope(k) for k in range(1, 11)])
+    with pytest.raises(TransportError) as caught:
+        send_all(transport, [envelope(k) for k in range(1, 11)])
 
-    assert len(results) == 10
+    message = str(caught.value)
+    assert message.startswith(f"cannot reach the SMTP relay 127.0.0.1:{port}: connection refused")
+    assert "check smtp.host and smtp.port" in message and "\n" not in message
+    results = caught.value.results
+    assert sorted(r.key for r in results) == list(range(1, 11))
     assert {r.outcome for r in results} == {"deferred"}
     assert all(r.code is None and "while connecting" in r.text for r in results)
 

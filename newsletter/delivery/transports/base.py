@@ -13,9 +13,10 @@ dispatcher may too (for example on DSNs that carry a status code).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from ...errors import TransportError as TransportError  # re-exported: the interface
 
@@ -68,11 +69,67 @@ class Result:
     text: str
 
 
+@runtime_checkable
+class EnvelopeSource(Protocol):
+    """Envelopes handed out one at a time, as a transport is ready for the next one.
+
+    The dispatcher's source composes each message when it is asked for it, paces them under a
+    rate limit and stops handing them out when a stop is requested: a transport that takes
+    from a source has on the wire only what it asked for.
+    """
+
+    async def take(self) -> Envelope | None:
+        """The next envelope, or None when there are no more (for this call of ``send``)."""
+        ...
+
+
+Report = Callable[[Result], Awaitable[None]]
+"""Called with each Result as soon as it is known (the server answered); may wait (the
+dispatcher's ledger applies back-pressure through it)."""
+
+
+class _Envelopes:
+    """An EnvelopeSource over a sequence."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, envelopes: Iterable[Envelope]) -> None:
+        self._queue = deque(envelopes)
+
+    async def take(self) -> Envelope | None:
+        return self._queue.popleft() if self._queue else None
+
+
+def as_source(envelopes: Iterable[Envelope] | EnvelopeSource) -> EnvelopeSource:
+    """``envelopes`` as an EnvelopeSource (a sequence is taken in order)."""
+    if isinstance(envelopes, EnvelopeSource):
+        return envelopes
+    return _Envelopes(envelopes)
+
+
+def remaining(source: EnvelopeSource) -> list[Envelope]:
+    """What a transport that stops early owes a Result for: the envelopes of a sequence it
+    did not take. Envelopes a source did not hand out are its own caller's business (the
+    dispatcher gives their claims back), so a source is never drained."""
+    if isinstance(source, _Envelopes):
+        rest, source._queue = list(source._queue), deque()
+        return rest
+    return []
+
+
 class Transport(Protocol):
     """Sends envelopes; the dispatcher depends on this and nothing else."""
 
-    async def send(self, envelopes: Sequence[Envelope]) -> list[Result]:
-        """One Result per envelope, in any order.
+    async def send(
+        self, envelopes: Iterable[Envelope] | EnvelopeSource, report: Report | None = None
+    ) -> list[Result]:
+        """Send each envelope (of a sequence, or taken from a source until it gives None);
+        return one Result per envelope, in any order.
+
+        ``report``, when given, is awaited with each Result as soon as the server has
+        answered, before the transport takes more work on that connection. Envelopes that
+        were never tried (no connection could be opened) are not reported; they are in the
+        returned list (or the TransportError's ``results``) only.
 
         Never raises for a per-message problem. Raises TransportError when the transport
         cannot be used at all (see the module docstring); its ``results`` hold one Result per

@@ -17,10 +17,20 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-from .base import Envelope, Result, TransportError, has_line_break, one_line
+from .base import (
+    Envelope,
+    EnvelopeSource,
+    Report,
+    Result,
+    TransportError,
+    as_source,
+    has_line_break,
+    one_line,
+    remaining,
+)
 
 _counter = itertools.count(1)  # unique within the process, with the pid across processes
 
@@ -37,25 +47,45 @@ class MaildirTransport:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._host = _host_part()
+        self._ready = False  # the directories exist
 
-    async def send(self, envelopes: Sequence[Envelope]) -> list[Result]:
+    async def send(
+        self, envelopes: Iterable[Envelope] | EnvelopeSource, report: Report | None = None
+    ) -> list[Result]:
         """Write each envelope; "sent" once its file is in ``new/``, "deferred" if the write
         failed (disk full...). Raises TransportError if the directories cannot be created.
-        The blocking file work runs in a thread."""
-        return await asyncio.to_thread(self._write_all, envelopes)
+        The blocking file work runs in a thread; each Result is reported once its file is
+        written."""
+        source = as_source(envelopes)
+        results: list[Result] = []
+        while (env := await source.take()) is not None:
+            try:
+                result = await asyncio.to_thread(self._write_one, env)
+            except TransportError as exc:
+                untried = [env, *remaining(source)]
+                exc.results = results + [
+                    Result(e.key, "deferred", None, "", str(exc)) for e in untried
+                ]
+                raise
+            results.append(result)
+            if report is not None:
+                await report(result)
+        return results
 
     async def aclose(self) -> None:
         """Nothing to release: every file is closed once written."""
 
-    def _write_all(self, envelopes: Sequence[Envelope]) -> list[Result]:
-        try:
-            for sub in ("tmp", "new", "cur"):
-                (self.path / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            text = one_line(f"cannot create the maildir {self.path}: {exc}")
-            results = [Result(e.key, "deferred", None, "", text) for e in envelopes]
-            raise TransportError(text, results) from exc
-        return [self._write(env) for env in envelopes]
+    def _write_one(self, env: Envelope) -> Result:
+        if not self._ready:
+            try:
+                for sub in ("tmp", "new", "cur"):
+                    (self.path / sub).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TransportError(
+                    one_line(f"cannot create the maildir {self.path}: {exc}")
+                ) from exc
+            self._ready = True
+        return self._write(env)
 
     def _write(self, env: Envelope) -> Result:
         if has_line_break(env.mail_from, env.rcpt_to):

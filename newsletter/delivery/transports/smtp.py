@@ -34,7 +34,13 @@ rest of the batch goes on over a new connection. A connection that cannot be set
 worker; the others go on, and if none is left the remaining envelopes are deferred with the
 reason. A problem of configuration (a 5xx during the handshake, AUTH refused, STARTTLS not
 offered, an untrusted certificate) stops the batch: ``send`` raises TransportError carrying
-one Result per envelope.
+one Result per envelope. So does a relay that cannot be reached at all: when no connection
+could be opened during a ``send`` (refused, unknown host, no answer, a failed TLS handshake),
+nothing was tried, and retrying each message later would only use up its attempts.
+
+Results are handed to ``report`` (when given) one by one as the server answers, so the caller
+can record them at once; envelopes can come from an EnvelopeSource, taken one at a time as a
+connection is ready for the next.
 """
 
 from __future__ import annotations
@@ -44,19 +50,23 @@ import base64
 import socket
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ...config import SmtpSettings
 from ...errors import ConfigError
 from .base import (
     Envelope,
+    EnvelopeSource,
+    Report,
     Result,
     Stage,
     TransportError,
+    as_source,
     classify,
     has_line_break,
     one_line,
+    remaining,
 )
 from .smtp_wire import (
     CRLF,
@@ -80,17 +90,25 @@ _IO_FAULTS = (OSError, EOFError, asyncio.LimitOverrunError, ProtocolFault)
 """What a broken connection raises. OSError covers TimeoutError, ssl.SSLError and resets;
 EOFError covers asyncio.IncompleteReadError (the server closed the connection)."""
 
+_BEFORE_SESSION = frozenset({"waiting for the greeting", "in the TLS handshake"})
+"""Where a connection fault means the relay is not usable at all."""
+
 _STAGES: tuple[Stage, Stage, Stage] = ("mail", "rcpt", "data")
 _EXPECTED = (2, 2, 3)  # reply classes that let a transaction go on: 250, 250, 354
 
 
 class _Fault(Exception):
-    """A connection could not be set up; ``fatal`` when our configuration is the cause."""
+    """A connection could not be set up; ``fatal`` when our configuration is the cause,
+    ``unreachable`` when no session could be opened at all (nothing answered in SMTP)."""
 
-    def __init__(self, text: str, *, fatal: bool = False) -> None:
+    def __init__(
+        self, text: str, *, fatal: bool = False, unreachable: bool = False, reason: str = ""
+    ) -> None:
         super().__init__(text)
         self.text = one_line(text)
         self.fatal = fatal
+        self.unreachable = unreachable
+        self.reason = reason or self.text
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
@@ -346,9 +364,12 @@ def _expect(reply: Reply, code: int, what: str) -> None:
 class _Batch:
     """The state the workers of one ``send`` share."""
 
-    queue: deque[Envelope]
+    source: EnvelopeSource
+    report: Report | None
+    retry: deque[Envelope] = field(default_factory=deque)  # taken, then not tried
     results: list[Result] = field(default_factory=list)
     fault: _Fault | None = None  # the last connection fault, or the first fatal one
+    connected: bool = False  # some connection worked during this send
 
     @property
     def stopped(self) -> bool:
@@ -357,6 +378,16 @@ class _Batch:
     def note(self, fault: _Fault) -> None:
         if not self.stopped:
             self.fault = fault
+
+    async def take(self) -> Envelope | None:
+        if self.retry:
+            return self.retry.popleft()
+        return await self.source.take()
+
+    async def record(self, result: Result) -> None:
+        self.results.append(result)
+        if self.report is not None:
+            await self.report(result)
 
 
 def _ssl_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -419,21 +450,38 @@ class SmtpTransport:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._idle: list[_Connection] = []
 
-    async def send(self, envelopes: Sequence[Envelope]) -> list[Result]:
+    async def send(
+        self, envelopes: Iterable[Envelope] | EnvelopeSource, report: Report | None = None
+    ) -> list[Result]:
         """Send each envelope once; one Result per envelope, in the order they finished.
 
         Raises TransportError (with ``results`` for every envelope) when the configuration
         keeps the server from being used: a 5xx during the handshake, AUTH refused, STARTTLS
-        not offered, an untrusted certificate.
+        not offered, an untrusted certificate, or no connection could be opened at all.
         """
-        batch = _Batch(deque(envelopes))
+        batch = _Batch(as_source(envelopes), report)
+        first = await batch.take()
+        if first is None:
+            return []
+        batch.retry.append(first)
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(self._settings.concurrency, len(batch.queue))):
+            for _ in range(self._settings.concurrency):
                 group.create_task(self._work(batch))
-        if batch.queue:  # every worker stopped: no connection could be set up
+        # Envelopes taken but never tried (every worker stopped: no connection could be set
+        # up), and the rest of a sequence; a source's envelopes not taken stay the caller's.
+        untried = [*batch.retry, *remaining(batch.source)]
+        if untried:
             assert batch.fault is not None
             text = batch.fault.text
-            batch.results.extend(Result(e.key, "deferred", None, "", text) for e in batch.queue)
+            batch.results.extend(Result(e.key, "deferred", None, "", text) for e in untried)
+            if not batch.connected and batch.fault.unreachable:
+                s = self._settings
+                raise TransportError(
+                    f"cannot reach the SMTP relay {s.host}:{s.port}: {batch.fault.reason}; "
+                    "check smtp.host and smtp.port in the config and that the relay is "
+                    "running, then send again (nothing was sent, no attempt was used)",
+                    batch.results,
+                )
         if batch.stopped:
             assert batch.fault is not None
             raise TransportError(batch.fault.text, batch.results)
@@ -465,26 +513,30 @@ class SmtpTransport:
         await asyncio.gather(*(conn.quit() for conn in idle))
 
     async def _work(self, batch: _Batch) -> None:
-        """One worker: take envelopes from the batch's queue and deliver them over one
-        connection at a time, replacing it when it breaks or reaches the cap."""
+        """One worker: take envelopes from the batch and deliver them over one connection at
+        a time, replacing it when it breaks or reaches the cap."""
         cap = self._settings.max_messages_per_connection
         async with self._slots:
             conn = None
             try:
-                while batch.queue and not batch.stopped:
+                while not batch.stopped:
+                    env = await batch.take()
+                    if env is None:
+                        break
                     if conn is None:
                         try:
                             conn = await self._checkout()
                         except _Fault as fault:
+                            batch.retry.append(env)  # for a worker whose connection works
                             batch.note(fault)
                             return
-                        continue  # the queue may have emptied meanwhile
-                    result, usable = await conn.deliver(batch.queue.popleft())
-                    batch.results.append(result)
+                        batch.connected = True
+                    result, usable = await conn.deliver(env)
                     if not usable:
                         conn.abort()
                         conn = None
-                    elif conn.transactions >= cap:
+                    await batch.record(result)
+                    if conn is not None and conn.transactions >= cap:
                         await conn.quit()
                         conn = None
             except BaseException:
@@ -537,7 +589,11 @@ class SmtpTransport:
                 ) from exc
             if isinstance(exc, _IO_FAULTS):
                 doing = conn.doing if conn is not None else "while connecting"
+                what = _describe(exc, s.timeout)
                 raise _Fault(
-                    f"connection fault with {s.host}:{s.port} {doing}: {_describe(exc, s.timeout)}"
+                    f"connection fault with {s.host}:{s.port} {doing}: {what}",
+                    # No SMTP session could be had at all (as opposed to one that was refused)
+                    unreachable=conn is None or conn.doing in _BEFORE_SESSION,
+                    reason=what if conn is None else f"{what} {doing}",
                 ) from exc
             raise

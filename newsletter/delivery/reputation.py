@@ -1,0 +1,198 @@
+"""The reputation guard: back off a receiving domain that throttles us, pause a bad list.
+
+Large receivers throttle a sender they do not trust yet: Gmail answers ``421 4.7.28``,
+Microsoft ``451 4.7.500``-``4.7.650``, Yahoo ``421 4.7.0 [TSS04]``. Sending on makes it worse,
+and a retry per recipient (each with its own backoff) keeps knocking. So recipients are grouped
+by receiving domain (``domain_key``: the provider for the big consumer domains, whose many
+domains share one reputation, else the domain itself), and after a throttling reply:
+
+- the domain's other deliveries in the batch are deferred untried (no attempt used) until the
+  domain's backoff ends; every worker reads the backoff from the database (``domain_backoffs``)
+  and does the same;
+- the backoff grows with each throttle in a row (``sending.domain_backoff_seconds``, doubling,
+  up to ``domain_backoff_max_seconds``);
+- for an hour after a throttle, at most ``sending.per_domain_concurrency`` messages to that
+  domain are in flight at once per sending process; other domains go on at full speed.
+
+And an issue whose hard-bounce rate passes ``sending.pause_bounce_rate`` (or complaint rate
+``pause_complaint_rate``, checked by the bounce processor) after ``pause_min_attempts``
+attempts is paused, with the reason kept on the issue (``issue show``). Resuming it is the
+marketer's decision: the guard does not pause that issue again.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from ..config import SendingSettings
+from ..store.models import DomainBackoff, Issue, utcnow
+from .transports import Result
+
+RECENT = timedelta(hours=1)
+"""How long after a throttle a domain keeps its lower concurrency, and throttles count as
+"in a row" for the growing delay."""
+
+PROVIDERS: dict[str, tuple[str, ...]] = {
+    "google": ("gmail.com", "googlemail.com"),
+    "microsoft": (
+        "outlook.com", "hotmail.com", "live.com", "msn.com", "hotmail.co.uk", "hotmail.fr",
+        "hotmail.de", "hotmail.it", "hotmail.es", "live.co.uk", "live.fr", "outlook.de",
+        "outlook.fr", "windowslive.com",
+    ),
+    "yahoo": (
+        "yahoo.com", "ymail.com", "rocketmail.com", "aol.com", "yahoo.co.uk", "yahoo.fr",
+        "yahoo.de", "yahoo.it", "yahoo.es", "yahoo.co.jp", "yahoo.com.br", "aim.com",
+    ),
+    "apple": ("icloud.com", "me.com", "mac.com"),
+}  # fmt: skip
+"""Consumer domains whose mail one provider receives (known without an MX lookup)."""
+
+_PROVIDER_OF = {domain: name for name, domains in PROVIDERS.items() for domain in domains}
+_MICROSOFT_THROTTLE = re.compile(r"^4\.7\.(\d{3})$")
+_THROTTLE_WORDS = re.compile(
+    r"\b(TSS0\d|TS0\d|rate limit|rate-limit|rate limited|throttl|unusual rate)", re.IGNORECASE
+)
+
+
+def domain_key(address: str) -> str:
+    """The receiving domain ``address`` is grouped under: its provider for the big consumer
+    domains ("google" for gmail.com and googlemail.com), else its domain, lower-cased."""
+    domain = address.rpartition("@")[2].lower().rstrip(".")
+    return _PROVIDER_OF.get(domain, domain)
+
+
+def describe(key: str) -> str:
+    """A domain key for people: "google (gmail.com, googlemail.com)" or the domain."""
+    domains = PROVIDERS.get(key)
+    if not domains:
+        return key
+    return f"{key} ({', '.join(domains[:3])}{', ...' if len(domains) > 3 else ''})"
+
+
+def is_throttle(result: Result) -> bool:
+    """True when a deferral says "you send too much": Gmail 4.7.28, Microsoft 4.7.500 to
+    4.7.650, Yahoo's [TS0x]/[TSS0x], or a 4xx that says "rate limit" or "throttled". A
+    plain "421 too many connections" is about our connection, not the domain: not here."""
+    if result.outcome != "deferred" or result.code is None or not 400 <= result.code < 500:
+        return False
+    enhanced = result.enhanced
+    if enhanced == "4.7.28":
+        return True
+    m = _MICROSOFT_THROTTLE.match(enhanced)
+    if m and 500 <= int(m.group(1)) <= 650:
+        return True
+    return bool(_THROTTLE_WORDS.search(result.text))
+
+
+def backoff_delay(settings: SendingSettings, strikes: int) -> timedelta:
+    """The backoff after ``strikes`` throttles in a row: the base, doubling, capped."""
+    seconds = settings.domain_backoff_seconds * 2 ** max(0, strikes - 1)
+    return timedelta(seconds=min(seconds, settings.domain_backoff_max_seconds))
+
+
+def record_throttles(
+    session: Session,
+    replies: dict[str, str],
+    settings: SendingSettings,
+    *,
+    now: datetime | None = None,
+) -> dict[str, datetime]:
+    """Record a throttling reply for each domain key of ``replies`` (key -> reply text) and
+    return each one's backoff end. A domain already backing off keeps its end (the replies
+    were for messages sent before the backoff was known); otherwise its strikes grow (reset
+    after an hour without a throttle) and a new backoff starts now."""
+    now = now or utcnow()
+    stmt = select(DomainBackoff).where(DomainBackoff.domain.in_(list(replies)))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    rows = {row.domain: row for row in session.scalars(stmt)}
+    untils = {}
+    for key, reply in replies.items():
+        row = rows.get(key)
+        if row is not None and row.until > now:
+            untils[key] = row.until
+            continue
+        if row is None:
+            row = DomainBackoff(domain=key, strikes=0)
+            session.add(row)
+        row.strikes = row.strikes + 1 if row.throttled_at and row.throttled_at > now - RECENT else 1
+        row.until = now + backoff_delay(settings, row.strikes)
+        row.reply = reply[:500]
+        row.throttled_at = now
+        untils[key] = row.until
+    session.flush()
+    return untils
+
+
+def active_backoffs(
+    session: Session, *, now: datetime | None = None
+) -> tuple[dict[str, datetime], set[str]]:
+    """(domain key -> backoff end for domains backing off now, keys throttled in the last
+    hour). Forgets domains not throttled for a day."""
+    now = now or utcnow()
+    session.execute(delete(DomainBackoff).where(DomainBackoff.throttled_at < now - timedelta(1)))
+    rows = session.execute(
+        select(DomainBackoff.domain, DomainBackoff.until, DomainBackoff.throttled_at).where(
+            DomainBackoff.throttled_at > now - RECENT
+        )
+    ).all()
+    return {d: until for d, until, _ in rows if until > now}, {d for d, _, _ in rows}
+
+
+def backoffs_for_show(session: Session, *, now: datetime | None = None) -> list[dict]:
+    """Domains backing off now, for `issue show`."""
+    now = now or utcnow()
+    rows = session.scalars(
+        select(DomainBackoff).where(DomainBackoff.until > now).order_by(DomainBackoff.until)
+    )
+    return [
+        {
+            "domain": r.domain,
+            "domains": list(PROVIDERS.get(r.domain, (r.domain,))),
+            "until": r.until.isoformat(timespec="seconds"),
+            "strikes": r.strikes,
+            "reply": r.reply,
+        }
+        for r in rows
+    ]
+
+
+def bounce_pause_reason(counts: dict[str, int], settings: SendingSettings) -> str:
+    """Why an issue with these delivery counts should pause for its hard bounces, or ""."""
+    attempted = sum(counts.get(s, 0) for s in ("sent", "deferred", "failed", "bounced"))
+    bounced = counts.get("bounced", 0)
+    rate = settings.pause_bounce_rate
+    if not rate or attempted < settings.pause_min_attempts or bounced <= rate * attempted:
+        return ""
+    return (
+        f"hard bounces {bounced / attempted:.1%} of {attempted} attempts passed "
+        f"sending.pause_bounce_rate {rate:.1%}: check the list (a bought or old list hurts the "
+        "sender's domain), then `newsletter issue resume` to go on"
+    )
+
+
+def complaint_pause_reason(complaints: int, sent: int, settings: SendingSettings) -> str:
+    """Why an issue with these complaint and sent counts should pause, or ""."""
+    rate = settings.pause_complaint_rate
+    if not rate or sent < settings.pause_min_attempts or complaints <= rate * sent:
+        return ""
+    return (
+        f"complaints {complaints / sent:.2%} of {sent} messages sent passed "
+        f"sending.pause_complaint_rate {rate:.2%}: check who is on the list and what they "
+        "signed up for, then `newsletter issue resume` to go on"
+    )
+
+
+def pause_for(session: Session, issue: Issue, reason: str) -> bool:
+    """Pause a sending issue for ``reason`` unless a marketer resumed it after an automatic
+    pause before. True if it paused it now."""
+    if not reason or issue.status != "sending" or issue.guard_off:
+        return False
+    issue.status = "paused"
+    issue.pause_reason = reason
+    session.flush()
+    return True
