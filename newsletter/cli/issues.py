@@ -15,15 +15,15 @@ from rich.table import Table
 
 from ..bounces.history import issue_counts as bounce_counts
 from ..delivery import ledger, reputation
+from ..delivery.send import SendSummary, send_issue, set_issue_status
 from ..delivery.send import abort as abort_send
-from ..delivery.send import send_issue, set_issue_status
 from ..delivery.testsend import test_send
 from ..errors import InvalidInputError
 from ..issues import lint as lint_
 from ..issues import preview as preview_
 from ..issues import schedule, service
 from ..store.models import DELIVERY_STATUSES, FINAL_DELIVERY_STATUSES
-from .context import app_context, translate_db_errors
+from .context import AppContext, app_context, translate_db_errors
 from .output import ISSUE_ID, JSON_OPT, console, err_console, print_json, print_json_array
 from .signals import StopSignals
 
@@ -161,7 +161,32 @@ def send(
     started = datetime.now(UTC)  # a send finished by another process after this: joined
     nl = app_context(ctx)
     stop = threading.Event()
-    signals = StopSignals(stop, on_abort=abort_send)
+    with StopSignals(stop, on_abort=abort_send) as signals:
+        summary = _send_with_progress(nl, issue_id, workers, only_missed, stop, started)
+    c = summary.counts
+    head = "Stopped" if summary.stopped else f"Issue {issue_id} {summary.status}"
+    console.print(
+        f"{head}: {c.get('sent', 0)} sent, {c.get('deferred', 0)} deferred, "
+        f"{c.get('failed', 0)} failed, {c.get('bounced', 0)} bounced, "
+        f"{c.get('skipped', 0)} skipped, {c.get('pending', 0) + c.get('sending', 0)} not sent "
+        f"({summary.seconds:.1f} s)."
+    )
+    if summary.pause_reason:
+        err_console.print(f"Issue {issue_id} paused itself: {summary.pause_reason}")
+    if c.get("deferred"):
+        console.print(f"Deferred ones are retried by `newsletter issue send {issue_id}` later.")
+    if signals.exit_status:
+        raise typer.Exit(signals.exit_status)
+
+
+def _send_with_progress(
+    nl: AppContext,
+    issue_id: int,
+    workers: int,
+    only_missed: bool,
+    stop: threading.Event,
+    started: datetime,
+) -> SendSummary:
     with nl.transaction() as session:
         total = service.audience_size(session, service.get_issue(session, issue_id))
     columns = (
@@ -179,25 +204,11 @@ def send(
                        rate=f"{counts.get('sent', 0) / elapsed:,.0f}/s")  # fmt: skip
 
         with translate_db_errors():
-            summary = send_issue(
+            return send_issue(
                 nl.engine, nl.config_path, issue_id,
                 workers=workers or os.cpu_count() or 1, only_missed=only_missed,
                 progress=show, stop=stop, started_at=started,
             )  # fmt: skip
-    c = summary.counts
-    head = "Stopped" if summary.stopped else f"Issue {issue_id} {summary.status}"
-    console.print(
-        f"{head}: {c.get('sent', 0)} sent, {c.get('deferred', 0)} deferred, "
-        f"{c.get('failed', 0)} failed, {c.get('bounced', 0)} bounced, "
-        f"{c.get('skipped', 0)} skipped, {c.get('pending', 0) + c.get('sending', 0)} not sent "
-        f"({summary.seconds:.1f} s)."
-    )
-    if summary.pause_reason:
-        err_console.print(f"Issue {issue_id} paused itself: {summary.pause_reason}")
-    if c.get("deferred"):
-        console.print(f"Deferred ones are retried by `newsletter issue send {issue_id}` later.")
-    if signals.exit_status:
-        raise typer.Exit(signals.exit_status)
 
 
 def _set_status(ctx: typer.Context, issue_id: int, action: str) -> None:

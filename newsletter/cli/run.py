@@ -34,8 +34,7 @@ def run(ctx: typer.Context) -> None:
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     daemon = Daemon(nl.settings, nl.engine)
-    signals = StopSignals(daemon.stop)
-    with translate_db_errors():
+    with StopSignals(daemon.stop) as signals, translate_db_errors():
         daemon.run()
     if signals.exit_status:
         raise typer.Exit(signals.exit_status)

@@ -16,7 +16,8 @@ INTERRUPTED = 130
 
 
 class StopSignals:
-    """Installs the handlers; ``stop`` is set by the first SIGINT or SIGTERM."""
+    """Installs the handlers (``with StopSignals(...)`` puts the previous ones back at the
+    end); ``stop`` is set by the first SIGINT or SIGTERM."""
 
     def __init__(
         self, stop: threading.Event, *, on_abort: Callable[[], None] | None = None
@@ -24,8 +25,17 @@ class StopSignals:
         self.stop = stop
         self.interrupted = False
         self._on_abort = on_abort
-        signal.signal(signal.SIGTERM, self._terminate)
-        signal.signal(signal.SIGINT, self._interrupt)
+        self._previous = {
+            signal.SIGTERM: signal.signal(signal.SIGTERM, self._terminate),
+            signal.SIGINT: signal.signal(signal.SIGINT, self._interrupt),
+        }
+
+    def __enter__(self) -> StopSignals:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _terminate(self, *_: object) -> None:
         self.stop.set()

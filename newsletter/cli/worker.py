@@ -21,9 +21,8 @@ def worker(ctx: typer.Context) -> None:
     nl = app_context(ctx)
     nl.sessions()  # config and schema problems are reported before the loop starts
     stop = threading.Event()
-    signals = StopSignals(stop)
     err_console.print("Worker running; Ctrl-C or SIGTERM stops it after the messages on the wire.")
-    with translate_db_errors():
+    with StopSignals(stop) as signals, translate_db_errors():
         counts = run_worker_process(nl.config_path, stop)
     done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing"
     err_console.print(f"Worker stopped: {done}; unsent claims were released.")

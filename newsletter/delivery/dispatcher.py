@@ -46,7 +46,7 @@ log = logging.getLogger("newsletter.delivery")
 IDLE_POLL_SECONDS = 0.2
 MAX_SLOT_RETRIES = 3  # reservations for one chunk before a late worker sends anyway
 STATUS_CHECK_SECONDS = 0.25  # how often the settler looks whether an issue was paused
-GUARD_CHECK_SECONDS = 0.2  # how often the settler checks the bounce rate (after a bounce)
+GUARD_CHECK_SECONDS = 1.0  # exact bounce-rate check at least this often while bounces come
 COMMIT_RETRIES = 5  # a settling commit that fails (database restarting) is tried again
 
 
@@ -122,6 +122,7 @@ class Worker:
         self.name = ledger.worker_name()
         self.stats = WorkerStats()
         self.paused_by_guard: dict[int, str] = {}  # issue id -> reason, paused by this worker
+        self.guard = _BounceGuard(settings)
         self.halted: set[int] = set()  # issues no longer sending (paused, cancelled)
         self.backoff: dict[str, datetime] = {}  # domain key -> backing off until
         self.recent: set[str] = set()  # domain keys throttled in the last hour
@@ -319,9 +320,9 @@ class Worker:
             self.on_settled(settled)
         return settled
 
-    def check_issues(self, issue_ids: set[int], *, bounced: bool) -> None:
-        """Note the issues that stopped sending; with ``bounced``, apply the bounce-rate
-        guard (pausing an issue whose hard-bounce rate is too high)."""
+    def check_issues(self, issue_ids: set[int], *, guard: set[int]) -> None:
+        """Note the issues that stopped sending (paused, cancelled elsewhere); for those in
+        ``guard``, apply the bounce-rate guard on the exact counts of every worker."""
         with self.sessions() as session, session.begin():
             rows = session.execute(
                 select(Issue.id, Issue.status).where(Issue.id.in_(list(issue_ids)))
@@ -329,14 +330,51 @@ class Worker:
             for issue_id, status in rows:
                 if status != ledger.ACTIVE_ISSUE:
                     self.halted.add(issue_id)
-                elif bounced:
-                    counts = ledger.counts(session, issue_id)
-                    reason = reputation.bounce_pause_reason(counts, self.settings.sending)
-                    issue = session.get_one(Issue, issue_id)
-                    if reputation.pause_for(session, issue, reason):
-                        log.warning("issue.paused id=%s reason=%s", issue_id, reason)
-                        self.paused_by_guard[issue_id] = reason
-                        self.halted.add(issue_id)
+                    continue
+                if issue_id not in guard:
+                    continue
+                counts = ledger.counts(session, issue_id)
+                self.guard.base(issue_id, counts)
+                reason = reputation.bounce_pause_reason(counts, self.settings.sending)
+                if reputation.pause_for(session, session.get_one(Issue, issue_id), reason):
+                    log.warning("issue.paused id=%s reason=%s", issue_id, reason)
+                    self.paused_by_guard[issue_id] = reason
+                    self.halted.add(issue_id)
+
+
+class _BounceGuard:
+    """Decides when the exact (database) bounce-rate check is worth running: the counts of
+    the last check plus this process's own results since then are an estimate that costs
+    nothing; the exact check runs when the estimate passes the threshold, and otherwise at
+    most once a second while bounces come in."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings.sending
+        self._base: dict[int, Counter[str]] = {}
+        self._since: dict[int, Counter[str]] = {}
+        self._checked: dict[int, float] = {}
+
+    def base(self, issue_id: int, counts: dict[str, int]) -> None:
+        self._base[issue_id] = Counter(counts)
+        self._since[issue_id] = Counter()
+        self._checked[issue_id] = time.monotonic()
+
+    def due(self, answered: list[_Answered]) -> set[int]:
+        """The issues whose exact check should run now, after these results."""
+        if not self.settings.pause_bounce_rate:
+            return set()
+        bounced: set[int] = set()
+        for a in answered:
+            self._since.setdefault(a.claim.issue_id, Counter())[a.result.outcome] += 1
+            if a.result.outcome == "bounced":
+                bounced.add(a.claim.issue_id)
+        due = set()
+        for issue_id in bounced:
+            estimate = self._base.get(issue_id, Counter()) + self._since[issue_id]
+            stale = time.monotonic() - self._checked.get(issue_id, 0.0) >= GUARD_CHECK_SECONDS
+            if stale or reputation.bounce_pause_reason(estimate, self.settings):
+                due.add(issue_id)
+        return due
 
 
 def _backing_off(p: _Postponed) -> str:
@@ -500,8 +538,7 @@ class _Settler:
         self._closing = False
         self._error: BaseException | None = None
         self._issues: set[int] = set()
-        self._bounced = False
-        self._checked_status = self._checked_guard = 0.0
+        self._checked_status = 0.0
 
     async def add(self, item: _Answered | _Postponed) -> None:
         """Queue one answer (or postponed claim); waits while the window is full."""
@@ -571,14 +608,11 @@ class _Settler:
                 log.warning("settle.retry attempt=%s error=%s", attempt + 1, exc)
                 time.sleep(0.2 * 2**attempt)
         self._issues.update(a.claim.issue_id for a in answered)
-        self._bounced |= any(a.result.outcome == "bounced" for a in answered)
+        guard = self.worker.guard.due(answered)
         now = time.monotonic()
-        guard = self._bounced and now - self._checked_guard >= GUARD_CHECK_SECONDS
         if guard or now - self._checked_status >= STATUS_CHECK_SECONDS:
-            self.worker.check_issues(set(self._issues), bounced=guard)
+            self.worker.check_issues(set(self._issues), guard=guard)
             self._checked_status = now
-            if guard:
-                self._checked_guard, self._bounced = now, False
 
 
 def _transient(exc: Exception) -> bool:

@@ -10,7 +10,10 @@ The handler records every session (the commands in order, the raw chunks the ser
 every message accepted. ``handler.inject(verb, address, *replies)`` queues replies for the
 next commands of ``verb`` naming ``address`` (MAIL: the sender; RCPT and DATA: the recipient;
 EHLO: ""). A reply of DROP closes the connection without answering, HANG never answers, and a
-421 reply closes the connection after answering, as servers do. Other keyword arguments of
+421 reply closes the connection after answering, as servers do. ``handler.rule(verb, fn)``
+answers every ``verb`` whose address ``fn`` gives a reply for (a whole domain throttled, one
+address in ten bounced). ``data_delay`` (seconds) makes each message take that long before its
+250 (a slow relay), and ``port`` asks for a given port. Other keyword arguments of
 ``smtp_server`` go to aiosmtpd's SMTP class.
 """
 
@@ -72,6 +75,8 @@ class RecordingHandler:
         self.sessions: list[ServerSession] = []
         self.messages: list[Received] = []
         self._injected: dict[tuple[str, str], list[str]] = {}
+        self._rules: list[tuple[str, Callable[[str], str | None]]] = []
+        self.data_delay = 0.0
         self._lock = threading.Lock()
         self.open_sessions = 0  # sessions that sent a command and are still connected
         self.most_open = 0  # the highest open_sessions seen
@@ -82,6 +87,16 @@ class RecordingHandler:
         """The next len(replies) ``verb`` commands for ``address`` get these replies."""
         with self._lock:
             self._injected.setdefault((verb, address), []).extend(replies)
+
+    def rule(self, verb: str, reply_for: Callable[[str], str | None]) -> None:
+        """Every ``verb`` command whose address ``reply_for`` maps to a reply gets it."""
+        with self._lock:
+            self._rules.append((verb, reply_for))
+
+    def commands(self, verb: str) -> list[str]:
+        """The arguments of every ``verb`` command the server saw, in order."""
+        with self._lock:
+            return [a for s in self.sessions for v, a in s.commands if v == verb]
 
     def used_sessions(self) -> list[ServerSession]:
         """Sessions that sent at least one command (aiosmtpd's start-up probe sends none)."""
@@ -115,6 +130,9 @@ class RecordingHandler:
         with self._lock:
             queued = self._injected.get((verb, address))
             reply = queued.pop(0) if queued else None
+            for rule_verb, reply_for in self._rules:
+                if reply is None and rule_verb == verb:
+                    reply = reply_for(address)
         if reply == HANG:
             await asyncio.Event().wait()  # cancelled by aiosmtpd when the client goes away
         if reply == DROP:
@@ -147,6 +165,8 @@ class RecordingHandler:
 
     async def handle_DATA(self, server, session, envelope) -> str:
         reply = await self._reply_for(server, "DATA", envelope.rcpt_tos[0])
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         if reply is None:
             received = Received(
                 envelope.mail_from,
@@ -237,9 +257,12 @@ def smtp_server(tls_files: TlsFiles) -> Iterator[Callable[..., Server]]:
         tls: str = "",
         auth: bool = False,
         auth_require_tls: bool = True,
+        data_delay: float = 0.0,
+        port: int = 0,
         **smtp_kwargs: Any,
     ) -> Server:
         handler = RecordingHandler(pipelining=pipelining)
+        handler.data_delay = data_delay
         kwargs: dict[str, Any] = {
             "enable_SMTPUTF8": smtputf8,
             "server_hostname": "mx.example.net",
@@ -256,14 +279,16 @@ def smtp_server(tls_files: TlsFiles) -> Iterator[Callable[..., Server]]:
                 "auth_require_tls": auth_require_tls,
             }
         for _attempt in range(5):  # the free port may be taken before we bind it again
-            port = _free_port()
-            controller = _Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+            chosen = port or _free_port()
+            controller = _Controller(handler, hostname="127.0.0.1", port=chosen, **kwargs)
             try:
                 controller.start()
             except OSError:
+                if port:
+                    raise
                 continue
             controllers.append(controller)
-            return Server(port, handler)
+            return Server(chosen, handler)
         raise RuntimeError("no free port for the test SMTP server")
 
     yield start
