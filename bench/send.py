@@ -1,6 +1,7 @@
 """Send benchmark: `newsletter issue send` of a 20 KB issue to 50,000 and 200,000 subscribers.
 
     python bench/send.py [--sizes 50000,200000] [--pg postgresql://postgres@127.0.0.1/test]
+                         [--no-baseline]
 
 For each store (SQLite, and PostgreSQL when --pg or NEWSLETTER_TEST_DATABASE_URL is given) and
 each size: a fresh database, subscribers imported from a generated CSV, a Markdown post of
@@ -8,6 +9,10 @@ each size: a fresh database, subscribers imported from a generated CSV, a Markdo
 bench/fast_sink.py on 127.0.0.1. Prints messages/s end to end (render + MIME + SMTP +
 ledger), the peak RSS of the largest process of the send, and checks with the sink's RCPT log
 that every subscriber got exactly one message.
+
+Before each send it runs bench/transport.py (the SMTP transport alone, same message count, 8
+connections) and prints the ratio of the two: end to end ÷ transport alone, which tells the
+cost of the ledger and composing apart from a slow hour of the machine.
 """
 
 from __future__ import annotations
@@ -96,7 +101,19 @@ batch_size = 1000
     return config
 
 
-def run(label: str, url: str, size: int, workdir: Path) -> None:
+def transport_alone(size: int) -> float:
+    """messages/s of bench/transport.py for ``size`` messages, in a process of its own."""
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "transport.py"), "--messages", str(size)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"transport bench failed: {proc.stdout}{proc.stderr}")
+    return float(proc.stdout.split(" messages/s")[0].split()[-1].replace(",", ""))
+
+
+def run(label: str, url: str, size: int, workdir: Path, baseline: bool = True) -> None:
+    alone = transport_alone(size) if baseline else 0.0
     port = free_port()
     rcpt_log = workdir / "rcpt.log"
     sink = subprocess.Popen(
@@ -127,6 +144,11 @@ def run(label: str, url: str, size: int, workdir: Path) -> None:
         f"peak RSS {rss_kb / 1024:5.0f} MB  each exactly once: {'yes' if once else 'NO'}"
     )
     print(f"{'':<10} {proc.stdout.strip()}")
+    if alone:
+        print(
+            f"{'':<10} transport alone {alone:7,.0f} msg/s in the same run; end to end ÷ "
+            f"transport alone = {size / elapsed / alone:.2f}"
+        )
 
 
 def main() -> None:
@@ -134,16 +156,18 @@ def main() -> None:
     parser.add_argument("--sizes", default="50000,200000")
     parser.add_argument("--pg", default=os.environ.get("NEWSLETTER_TEST_DATABASE_URL", ""))
     parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
+    parser.add_argument("--no-baseline", action="store_true", help="skip bench/transport.py")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     for size in sizes:
         if args.only in (None, "sqlite"):
             with tempfile.TemporaryDirectory() as tmp:
-                run("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", size, Path(tmp))
+                db = f"sqlite:///{Path(tmp) / 'bench.db'}"
+                run("sqlite", db, size, Path(tmp), not args.no_baseline)
         if args.only in (None, "postgresql") and args.pg:
             with pg_schema(args.pg, "bench_send") as url, tempfile.TemporaryDirectory() as tmp:
-                run("postgresql", url, size, Path(tmp))
+                run("postgresql", url, size, Path(tmp), not args.no_baseline)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,17 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..config import Settings
+from ..config import SendingSettings, Settings
 from ..errors import NewsletterError, NotFoundError
-from ..store.models import SUPPRESSED_STATUSES
+from ..issues import guard
+from ..store.models import SUPPRESSED_STATUSES, Delivery, Issue
 from ..subscribers.optin import subscriber_by_token
 from ..subscribers.service import unsubscribe
 from . import verp
+from .history import issue_counts
 from .parse import parse_report
 from .record import Recorded, record_report
 from .sources import Source, open_source
@@ -53,6 +56,7 @@ class Summary:
     unmatched: int = 0
     unsubscribed: int = 0
     changes: list[dict[str, Any]] = field(default_factory=list)
+    paused: list[int] = field(default_factory=list)  # issues paused for their complaint rate
 
     def add(self, recorded: Recorded) -> None:
         self.messages += 1
@@ -83,7 +87,28 @@ class Summary:
             f"{self.not_bounces} not a bounce (left alone), {self.duplicates} seen before; "
             f"{bounced} subscriber(s) bounced, {complained} complained; "
             f"{self.unsubscribed} unsubscribed by email."
+            + (
+                f" Paused for complaints: issue {', '.join(map(str, self.paused))}."
+                if self.paused
+                else ""
+            )
         )
+
+
+def pause_for_complaints(session: Session, issue_id: int, settings: SendingSettings) -> str:
+    """Pause a sending issue whose complaint rate passed ``pause_complaint_rate``; returns
+    the reason, or "" when it goes on."""
+    issue = session.get(Issue, issue_id)
+    if issue is None or issue.status != "sending":
+        return ""
+    complaints = issue_counts(session, issue_id)["complaint"]
+    sent = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == "sent")
+    )
+    reason = guard.complaint_pause_reason(complaints, sent or 0, settings)
+    return reason if guard.pause_for(session, issue, reason) else ""
 
 
 def process(
@@ -126,6 +151,12 @@ def process(
                     session, report, rules=rules, codec=codec, source=source.name
                 )
             summary.add(recorded)
+            for issue_id in recorded.complained_issues:
+                with sessions() as session, session.begin():
+                    reason = pause_for_complaints(session, issue_id, settings.sending)
+                if reason:
+                    summary.paused.append(issue_id)
+                    log.warning("issue.paused id=%s reason=%s", issue_id, reason)
             if recorded.outcome == "ignored":
                 source.skip(item)
             else:

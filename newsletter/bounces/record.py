@@ -83,6 +83,7 @@ class Recorded:
     kinds: list[str] = field(default_factory=list)
     unmatched: int = 0
     changes: list[Change] = field(default_factory=list)
+    complained_issues: set[int] = field(default_factory=set)  # issues a complaint was about
 
 
 def record_report(
@@ -113,6 +114,8 @@ def record_report(
     for failure, match in failures:
         bounce = _add_bounce(session, report, failure, match, source, received_at, now)
         result.kinds.append(failure.kind)
+        if failure.kind == "complaint" and bounce.issue_id is not None:
+            result.complained_issues.add(bounce.issue_id)
         if match.subscriber_id is None:
             result.unmatched += 1
             continue

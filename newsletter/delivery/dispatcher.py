@@ -15,8 +15,9 @@ threads beside the sending, not between batches:
 A stop request (Ctrl-C, SIGTERM) hands out no more messages: the ones on the wire finish,
 every answered result is settled, and what was not sent is given back.
 
-The reputation guard (``reputation``) acts here: a throttling reply backs off its domain
-for every worker, and the issue pauses itself when its hard-bounce rate is too high.
+The reputation guard acts here: a throttling reply backs off its domain for every worker
+(``reputation``), and the issue pauses itself when its hard-bounce rate is too high
+(``issues.guard``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..bounces import verp
 from ..compose import PreparedIssue, Recipient
 from ..config import Settings
 from ..errors import InvalidEmailError, NewsletterError, StoreError
+from ..issues import guard
 from ..issues.preview import prepare
 from ..store import writer_sessions
 from ..store.models import Issue, utcnow
@@ -122,7 +124,7 @@ class Worker:
         self.name = ledger.worker_name()
         self.stats = WorkerStats()
         self.paused_by_guard: dict[int, str] = {}  # issue id -> reason, paused by this worker
-        self.guard = _BounceGuard(settings)
+        self.bounce_guard = _BounceGuard(settings)
         self.halted: set[int] = set()  # issues no longer sending (paused, cancelled)
         self.backoff: dict[str, datetime] = {}  # domain key -> backing off until
         self.recent: set[str] = set()  # domain keys throttled in the last hour
@@ -320,9 +322,9 @@ class Worker:
             self.on_settled(settled)
         return settled
 
-    def check_issues(self, issue_ids: set[int], *, guard: set[int]) -> None:
+    def check_issues(self, issue_ids: set[int], *, rate_checks: set[int]) -> None:
         """Note the issues that stopped sending (paused, cancelled elsewhere); for those in
-        ``guard``, apply the bounce-rate guard on the exact counts of every worker."""
+        ``rate_checks``, apply the bounce-rate guard on the exact counts of every worker."""
         with self.sessions() as session, session.begin():
             rows = session.execute(
                 select(Issue.id, Issue.status).where(Issue.id.in_(list(issue_ids)))
@@ -331,12 +333,12 @@ class Worker:
                 if status != ledger.ACTIVE_ISSUE:
                     self.halted.add(issue_id)
                     continue
-                if issue_id not in guard:
+                if issue_id not in rate_checks:
                     continue
                 counts = ledger.counts(session, issue_id)
-                self.guard.base(issue_id, counts)
-                reason = reputation.bounce_pause_reason(counts, self.settings.sending)
-                if reputation.pause_for(session, session.get_one(Issue, issue_id), reason):
+                self.bounce_guard.base(issue_id, counts)
+                reason = guard.bounce_pause_reason(counts, self.settings.sending)
+                if guard.pause_for(session, session.get_one(Issue, issue_id), reason):
                     log.warning("issue.paused id=%s reason=%s", issue_id, reason)
                     self.paused_by_guard[issue_id] = reason
                     self.halted.add(issue_id)
@@ -372,7 +374,7 @@ class _BounceGuard:
         for issue_id in bounced:
             estimate = self._base.get(issue_id, Counter()) + self._since[issue_id]
             stale = time.monotonic() - self._checked.get(issue_id, 0.0) >= GUARD_CHECK_SECONDS
-            if stale or reputation.bounce_pause_reason(estimate, self.settings):
+            if stale or guard.bounce_pause_reason(estimate, self.settings):
                 due.add(issue_id)
         return due
 
@@ -608,10 +610,10 @@ class _Settler:
                 log.warning("settle.retry attempt=%s error=%s", attempt + 1, exc)
                 time.sleep(0.2 * 2**attempt)
         self._issues.update(a.claim.issue_id for a in answered)
-        guard = self.worker.guard.due(answered)
+        rate_checks = self.worker.bounce_guard.due(answered)
         now = time.monotonic()
-        if guard or now - self._checked_status >= STATUS_CHECK_SECONDS:
-            self.worker.check_issues(set(self._issues), guard=guard)
+        if rate_checks or now - self._checked_status >= STATUS_CHECK_SECONDS:
+            self.worker.check_issues(set(self._issues), rate_checks=rate_checks)
             self._checked_status = now
 
 

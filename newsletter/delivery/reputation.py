@@ -14,10 +14,8 @@ domains share one reputation, else the domain itself), and after a throttling re
 - for an hour after a throttle, at most ``sending.per_domain_concurrency`` messages to that
   domain are in flight at once per sending process; other domains go on at full speed.
 
-And an issue whose hard-bounce rate passes ``sending.pause_bounce_rate`` (or complaint rate
-``pause_complaint_rate``, checked by the bounce processor) after ``pause_min_attempts``
-attempts is paused, with the reason kept on the issue (``issue show``). Resuming it is the
-marketer's decision: the guard does not pause that issue again.
+The other half of the guard, pausing an issue that bounces or draws complaints, is in
+``issues/guard.py`` (the dispatcher and the bounce processor both apply it).
 """
 
 from __future__ import annotations
@@ -26,10 +24,12 @@ import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..config import SendingSettings
-from ..store.models import DomainBackoff, Issue, utcnow
+from ..store.models import DomainBackoff, utcnow
 from .transports import Result
 
 RECENT = timedelta(hours=1)
@@ -106,20 +106,36 @@ def record_throttles(
     were for messages sent before the backoff was known); otherwise its strikes grow (reset
     after an hour without a throttle) and a new backoff starts now."""
     now = now or utcnow()
-    stmt = select(DomainBackoff).where(DomainBackoff.domain.in_(list(replies)))
-    if session.get_bind().dialect.name == "postgresql":
+    # Make sure each row exists (another worker may be adding the same one right now), then
+    # lock the rows (PostgreSQL; SQLite serialises writers) and update them.
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(DomainBackoff)
+        .values(
+            [
+                {"domain": key, "until": now, "strikes": 0, "reply": "", "throttled_at": now}
+                for key in replies
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["domain"])
+    )
+    stmt = (
+        select(DomainBackoff)
+        .where(DomainBackoff.domain.in_(list(replies)))
+        .execution_options(populate_existing=True)
+    )
+    if dialect == "postgresql":
         stmt = stmt.with_for_update()
     rows = {row.domain: row for row in session.scalars(stmt)}
     untils = {}
     for key, reply in replies.items():
-        row = rows.get(key)
-        if row is not None and row.until > now:
+        row = rows[key]
+        if row.until > now:
             untils[key] = row.until
             continue
-        if row is None:
-            row = DomainBackoff(domain=key, strikes=0)
-            session.add(row)
-        row.strikes = row.strikes + 1 if row.throttled_at and row.throttled_at > now - RECENT else 1
+        recent = row.strikes and row.throttled_at > now - RECENT
+        row.strikes = row.strikes + 1 if recent else 1
         row.until = now + backoff_delay(settings, row.strikes)
         row.reply = reply[:500]
         row.throttled_at = now
@@ -159,40 +175,3 @@ def backoffs_for_show(session: Session, *, now: datetime | None = None) -> list[
         }
         for r in rows
     ]
-
-
-def bounce_pause_reason(counts: dict[str, int], settings: SendingSettings) -> str:
-    """Why an issue with these delivery counts should pause for its hard bounces, or ""."""
-    attempted = sum(counts.get(s, 0) for s in ("sent", "deferred", "failed", "bounced"))
-    bounced = counts.get("bounced", 0)
-    rate = settings.pause_bounce_rate
-    if not rate or attempted < settings.pause_min_attempts or bounced <= rate * attempted:
-        return ""
-    return (
-        f"hard bounces {bounced / attempted:.1%} of {attempted} attempts passed "
-        f"sending.pause_bounce_rate {rate:.1%}: check the list (a bought or old list hurts the "
-        "sender's domain), then `newsletter issue resume` to go on"
-    )
-
-
-def complaint_pause_reason(complaints: int, sent: int, settings: SendingSettings) -> str:
-    """Why an issue with these complaint and sent counts should pause, or ""."""
-    rate = settings.pause_complaint_rate
-    if not rate or sent < settings.pause_min_attempts or complaints <= rate * sent:
-        return ""
-    return (
-        f"complaints {complaints / sent:.2%} of {sent} messages sent passed "
-        f"sending.pause_complaint_rate {rate:.2%}: check who is on the list and what they "
-        "signed up for, then `newsletter issue resume` to go on"
-    )
-
-
-def pause_for(session: Session, issue: Issue, reason: str) -> bool:
-    """Pause a sending issue for ``reason`` unless a marketer resumed it after an automatic
-    pause before. True if it paused it now."""
-    if not reason or issue.status != "sending" or issue.guard_off:
-        return False
-    issue.status = "paused"
-    issue.pause_reason = reason
-    session.flush()
-    return True

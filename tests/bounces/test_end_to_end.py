@@ -110,3 +110,34 @@ def test_bounces_and_complaints_come_back_and_suppress(cli, smtp_server, tmp_pat
     assert max(second.values()) == 1
     suppressed = set(hard) | {complained}
     assert not suppressed & set(second)
+
+
+def test_complaints_pause_an_issue_that_is_still_sending(cli, smtp_server, tmp_path: Path) -> None:
+    from tests.delivery.test_send_issue import _newsletter, _wait, show
+
+    server = smtp_server()
+    smtp_config(cli, server, rate_per_second=4, batch_size=8, pause_min_attempts=5)
+    returns = tmp_path / "returns"
+    cli.config.write_text(cli.config.read_text() + f'\n[bounces]\nreturn_path = "{RETURN_PATH}"\n')
+    seed(cli, tmp_path, 60)
+    proc = _newsletter(cli.config, "issue", "send", "1", "--workers", "1")
+    try:
+        _wait(lambda: len(server.handler.messages) >= 6, 30)
+        first = server.handler.messages[0]
+        msg = email.message_from_bytes(first.content, policy=email.policy.default)
+        report = retarget(
+            fixture("arf_yahoo_abuse.eml"), verp=first.mail_from, rcpt=first.rcpt_tos[0],
+            message_id=str(msg["Message-ID"]),
+        )  # fmt: skip
+        write_maildir(returns, [report])
+        out = cli.ok("bounces", "process", str(returns)).stdout
+        assert "Paused for complaints: issue 1." in out
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Issue 1 paused" in out
+    info = show(cli)
+    assert info["status"] == "paused" and "pause_complaint_rate" in info["pause_reason"]
+    assert len(server.handler.messages) < 60  # it stopped sending

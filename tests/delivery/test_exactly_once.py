@@ -327,3 +327,51 @@ def test_sends_settle_as_answered_and_report_a_true_rate(cli, smtp_server, tmp_p
     # 400 messages over 4 connections at ~10 ms each: about 1 s of settling; the rate is
     # settled / (last - first settlement), not distorted by batch boundaries.
     assert info["rate_per_second"] is not None and 50 < info["rate_per_second"] < 1500
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+@pytest.mark.timeout(200)
+def test_ctrl_c_stops_worker_and_daemon_mid_send_with_130(
+    cli, smtp_server, tmp_path, command
+) -> None:
+    server = smtp_server(data_delay=0.02)
+    smtp_config(cli, server, batch_size=50)
+    text = cli.config.read_text()
+    cli.config.write_text(text + "\n[scheduler]\ndispatch_interval_seconds = 0.3\n")
+    n = 600
+    emails = seed(cli, tmp_path, n)
+    if command == "worker":  # a worker only helps with an issue that is sending
+        _open(cli)
+    else:
+        cli.ok("issue", "schedule", "1", "--at", _soon())
+    proc = _newsletter(cli.config, command)
+    _wait(lambda: len(server.handler.messages) >= 100, 60)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    accepted = _settled(server)
+    info = show(cli)
+    assert info["deliveries"]["sending"] == 0 and info["deliveries"]["sent"] == accepted < n
+    assert f"Issue 1 sent: {n} sent" in cli.ok("issue", "send", "1").stdout
+    received = Counter(server.handler.recipients())
+    assert set(received) == set(emails) and max(received.values()) == 1
+
+
+def _open(cli) -> None:
+    """Open issue 1 for sending without sending anything (as a paused `issue send` would)."""
+    from newsletter.delivery.send import open_for_sending
+    from newsletter.store import writer_sessions
+
+    engine = connect(database_url(load_settings(cli.config)))
+    try:
+        with writer_sessions(engine)() as session, session.begin():
+            open_for_sending(session, 1)
+    finally:
+        engine.dispose()
+
+
+def _soon() -> str:
+    from tests.delivery.test_daemon import at
+
+    return at(2)
