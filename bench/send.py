@@ -30,6 +30,7 @@ from pathlib import Path
 from pgschema import pg_schema
 
 HERE = Path(__file__).resolve().parent
+EXTRA = os.environ.get("BENCH_SEND_ARGS", "").split()
 PARAGRAPH = (
     "Pricing is the most powerful lever a software company has, and the one founders touch "
     "least. We changed ours three times in eighteen months; each change taught us something "
@@ -74,7 +75,7 @@ url = "{url}"
 [smtp]
 host = "127.0.0.1"
 port = {port}
-concurrency = 8
+concurrency = {os.environ.get("BENCH_CONCURRENCY", "8")}
 max_messages_per_connection = 1000
 timeout = 30.0
 [sending]
@@ -127,7 +128,7 @@ def run(label: str, url: str, size: int, workdir: Path, baseline: bool = True) -
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-c", MEASURE, sys.executable, "-m", "newsletter", "--config",
-             str(config), "issue", "send", "1"],
+             str(config), "issue", "send", "1", *EXTRA],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         elapsed = time.perf_counter() - start

@@ -3,17 +3,18 @@
 ``Worker.run`` is one process's loop (used by `issue send`, its child processes, `newsletter
 worker` and the daemon). The issue is rendered once per process (``prepare_issue``); per
 recipient only personalisation and MIME assembly happen, when the transport is ready to send
-that message (``_Feed``). Nothing is sent inside a transaction, and the database work runs in
-threads beside the sending, not between batches:
+that message (``_Feed``). Nothing is sent inside a transaction, and the database work sits
+beside the sending rather than between batches:
 
-- the next batch is claimed while the current one is on the wire;
-- each result is settled in the ledger as soon as the server has answered it, in small
-  groups committed by ``_Settler``. At most ``connections`` results wait to be committed:
-  after a crash (kill -9, OOM, power loss) at any moment, at most the messages on the wire
-  plus those waiting, 2 x ``connections``, can be sent again (with the same Message-ID).
+- half way through a batch the next one is claimed, so the connections do not drain and ramp
+  up again at each batch boundary;
+- each answer is recorded in the ledger as soon as the server has given it, in small groups
+  (``_Settler``): at most ``connections`` answers are ever unrecorded, so after a crash (kill
+  -9, OOM, power loss of this machine) at any moment, at most the messages on the wire plus
+  those, 2 x ``connections``, can be sent again (with the same Message-ID).
 
 A stop request (Ctrl-C, SIGTERM) hands out no more messages: the ones on the wire finish,
-every answered result is settled, and what was not sent is given back.
+every answer is recorded, and what was not sent is given back.
 
 The reputation guard acts here: a throttling reply backs off its domain for every worker
 (``reputation``), and the issue pauses itself when its hard-bounce rate is too high
@@ -31,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.orm import Session
 
 from ..bounces import verp
 from ..compose import PreparedIssue, Recipient
@@ -39,7 +41,7 @@ from ..config import Settings
 from ..errors import InvalidEmailError, NewsletterError, StoreError
 from ..issues import guard
 from ..issues.preview import prepare
-from ..store import writer_sessions
+from ..store import lean_transaction, writer_sessions
 from ..store.models import Issue, utcnow
 from . import ledger, reputation
 from .transports import Envelope, Result, Transport, TransportError, make_transport
@@ -48,6 +50,7 @@ log = logging.getLogger("newsletter.delivery")
 IDLE_POLL_SECONDS = 0.2
 MAX_SLOT_RETRIES = 3  # reservations for one chunk before a late worker sends anyway
 STATUS_CHECK_SECONDS = 0.25  # how often the settler looks whether an issue was paused
+FLUSH_SECONDS = 0.05  # the longest an answer waits to be recorded when answers come slowly
 GUARD_CHECK_SECONDS = 1.0  # exact bounce-rate check at least this often while bounces come
 COMMIT_RETRIES = 5  # a settling commit that fails (database restarting) is tried again
 
@@ -110,6 +113,7 @@ class Worker:
         on_settled: Callable[[dict[str, int]], None] | None = None,
         connections: int | None = None,
     ) -> None:
+        self.engine = engine
         self.sessions = writer_sessions(engine)
         self.connections = connections or settings.smtp.concurrency
         if self.connections != settings.smtp.concurrency:
@@ -292,21 +296,31 @@ class Worker:
             self.backoff[key] = utcnow() + delay
         self.recent.add(key)
 
-    # -- settling (runs in the settler's thread) ---------------------------------------------
+    # -- settling (called by the settler) ----------------------------------------------------
 
-    def commit(self, answered: list[_Answered], postponed: list[_Postponed]) -> dict[str, int]:
-        """Record one group of results in one transaction; returns counts by status."""
+    def commit(
+        self, conn: Connection, answered: list[_Answered], postponed: list[_Postponed]
+    ) -> dict[str, int]:
+        """Record one group of results in one transaction on ``conn`` (the settler's own
+        connection); returns counts by status."""
         settings = self.settings.sending
-        with self.sessions() as session, session.begin():
-            throttles = {a.throttled: a.result.text for a in answered if a.throttled}
-            untils = reputation.record_throttles(session, throttles, settings) if throttles else {}
-            ledger.postpone(
-                session,
-                [(p.claim, untils.get(p.domain, p.until), _backing_off(p)) for p in postponed],
-                worker=self.name,
-            )
+        untils: dict[str, datetime] = {}
+        throttles = {a.throttled: a.result.text for a in answered if a.throttled}
+        bounced = any(a.result.outcome == "bounced" for a in answered)
+        plain = not (throttles or postponed or bounced)
+        # The usual group (answers only, no bounce) takes the lean path; the rest the ORM's.
+        with lean_transaction(conn) if plain else conn.begin():
+            if throttles or postponed:  # rare: the ORM is fine here
+                with Session(bind=conn) as session:
+                    if throttles:
+                        untils = reputation.record_throttles(session, throttles, settings)
+                    later = [
+                        (p.claim, untils.get(p.domain, p.until), _backing_off(p)) for p in postponed
+                    ]
+                    ledger.postpone(session, later, worker=self.name)
+                    session.flush()
             settled = ledger.settle(
-                session,
+                conn,
                 [(a.claim, a.result, a.message_id) for a in answered],
                 worker=self.name,
                 settings=settings,
@@ -404,7 +418,7 @@ class _Feed:
         self._slots = 0  # sends left in the current rate-limit reservation
         self._slot_issue: int | None = None
         self._prefetch_at = len(claims) // 2
-        self.ahead: asyncio.Future[list[ledger.Claim]] | None = None
+        self.ahead: asyncio.Future[list[ledger.Claim]] | None = None  # the next batch
         self._rate = worker._rate()
         self._now = utcnow()
 
@@ -414,7 +428,7 @@ class _Feed:
 
     async def take(self) -> Envelope | None:
         w = self.worker
-        while not w.stop.is_set():
+        while not w.stop.is_set() and self.settler.error is None:
             forced = False
             claim = self._next()
             if claim is None:
@@ -499,10 +513,17 @@ class _Feed:
         return envelope
 
     def _maybe_claim_ahead(self) -> None:
-        """Half way through the batch, claim the next one in a thread (while this one is on
-        the wire), unless the worker is stopping."""
+        """Half way through the batch, claim the next one, while this one is on the wire (its
+        connections do not drain and ramp up again between batches), unless the worker is
+        stopping. It runs in the event loop's thread, like the settler's commits: in a thread
+        of its own it held SQLite's write lock while the settler waited for it, and the two
+        threads' waits for the GIL cost more than the claim."""
         if self.ahead is None and self._left <= self._prefetch_at and not self.worker.stop.is_set():
-            self.ahead = asyncio.ensure_future(asyncio.to_thread(self.worker._claim))
+            self.ahead = asyncio.get_running_loop().create_future()
+            try:
+                self.ahead.set_result(self.worker._claim())
+            except Exception as exc:  # raised where the batch's claims are awaited
+                self.ahead.set_exception(exc)
 
     async def report(self, result: Result) -> None:
         """One answer: free its domain's slot, note a throttle, hand it to the settler."""
@@ -520,13 +541,22 @@ class _Feed:
 
 
 class _Settler:
-    """Records answers in the ledger as they come: the group waiting is committed in a
-    thread as soon as the previous commit is done, so the event loop goes on sending.
+    """Records answers in the ledger as they come, in small groups.
 
-    At most ``window`` answers are waiting or being committed at any time; ``add`` waits for
-    room (back-pressure on the connections), which is what bounds the doubles after a crash.
+    An answer waits in the group until ``window`` of them are there (then the group is
+    committed at once, before the next answer is taken) or ``FLUSH_SECONDS`` passed; so at
+    most ``window`` answers are ever unrecorded, which is what bounds the doubles after a
+    crash. The commit runs in the event loop's own thread, on one connection kept for the
+    whole run: a group of a few rows costs ~0.1 ms that way, where a thread of its own cost
+    milliseconds in waits for the GIL (docs/performance.md, "Sending").
+
+    On PostgreSQL these commits do not wait for the WAL flush (``synchronous_commit`` off,
+    as SQLite's ``synchronous = NORMAL`` in WAL mode): a crash of the sending processes loses
+    nothing committed; a crash of the database server itself may lose its last fraction of a
+    second (docs/operators.md, "Crash safety").
+
     A commit that fails (the database restarting) is tried again; if it keeps failing, the
-    worker stops with StoreError.
+    group is kept, no more messages are handed out, and the worker stops with StoreError.
     """
 
     def __init__(self, worker: Worker, *, window: int) -> None:
@@ -534,76 +564,81 @@ class _Settler:
         self.window = max(1, window)
         self._answered: list[_Answered] = []
         self._postponed: list[_Postponed] = []
-        self._pending = 0  # waiting + being committed
-        self._changed = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._error: BaseException | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.error: StoreError | None = None
         self._issues: set[int] = set()
         self._checked_status = 0.0
+        self._conn: Connection | None = None
 
     async def add(self, item: _Answered | _Postponed) -> None:
-        """Queue one answer (or postponed claim); waits while the window is full."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._pending < self.window or self._error)
-            self._raise()
-            if isinstance(item, _Answered):
-                self._answered.append(item)
-            else:
-                self._postponed.append(item)
-            self._pending += 1
-            self._changed.notify_all()
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop())
+        """Queue one answer (or postponed claim); commits the group once it is full."""
+        if isinstance(item, _Answered):
+            self._answered.append(item)
+        else:
+            self._postponed.append(item)
+        if len(self._answered) + len(self._postponed) >= self.window:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
 
     async def drain(self) -> None:
-        """Return once everything queued is committed."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._pending == 0 or self._error)
-        self._raise()
+        """Commit what is queued. Raises StoreError when it cannot be recorded."""
+        self.flush()
+        if self.error is not None:
+            raise self.error
 
     async def close(self) -> None:
-        """Commit what is queued and stop."""
-        self._closing = True
-        async with self._changed:
-            self._changed.notify_all()
-        if self._task is not None:
-            await self._task
-        self._raise()
+        """Commit what is queued and release the connection."""
+        try:
+            await self.drain()
+        finally:
+            self._close_connection()
 
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
+    def flush(self) -> None:
+        """Commit the group now (never raises: a failure is kept in ``error``)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not (self._answered or self._postponed):
+            return
+        answered, postponed = self._answered, self._postponed
+        try:
+            self._commit(answered, postponed)
+        except StoreError as exc:
+            self.error = exc  # the group stays queued for the next try
+            return
+        self._answered, self._postponed = [], []
+        self.error = None
 
-    async def _loop(self) -> None:
-        while True:
-            async with self._changed:
-                await self._changed.wait_for(
-                    lambda: self._answered or self._postponed or self._closing
-                )
-                answered, self._answered = self._answered, []
-                postponed, self._postponed = self._postponed, []
-            if not answered and not postponed:
-                return  # closing, nothing left
-            try:
-                await asyncio.to_thread(self._commit, answered, postponed)
-            except BaseException as exc:  # handed to the sending side (add, drain, close)
-                async with self._changed:
-                    self._error = exc
-                    self._changed.notify_all()
-                return
-            async with self._changed:
-                self._pending -= len(answered) + len(postponed)
-                self._changed.notify_all()
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.invalidated or self._conn.closed:
+            conn = self.worker.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET synchronous_commit TO OFF")
+                conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if conn.dialect.name == "postgresql" and not conn.invalidated:
+                conn.rollback()
+                conn.exec_driver_sql("RESET synchronous_commit")
+                conn.commit()
+            conn.close()
+        except Exception:  # the connection is gone: never hand it back to the pool
+            conn.invalidate()
+            conn.close()
 
     def _commit(self, answered: list[_Answered], postponed: list[_Postponed]) -> None:
-        """In the settler's thread: one transaction for the group, then the issue checks."""
+        """One transaction for the group, then the issue checks. Raises StoreError."""
         for attempt in range(COMMIT_RETRIES):
             try:
-                self.worker.commit(answered, postponed)
+                self.worker.commit(self._connection(), answered, postponed)
                 break
-            except StoreError:
-                raise
             except Exception as exc:
                 if attempt == COMMIT_RETRIES - 1 or not _transient(exc):
                     raise StoreError(f"cannot record delivery results: {exc}") from exc

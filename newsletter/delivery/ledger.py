@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ..config import SendingSettings
@@ -180,8 +180,44 @@ def retry_delay(settings: SendingSettings, attempts: int) -> timedelta:
     return timedelta(seconds=settings.retry_backoff_seconds * 2 ** max(0, attempts - 1))
 
 
+_SETTLE_SQL: dict[tuple[str, str], str] = {}
+
+
+def _settle_sql(dialect: Any, status: str) -> str:
+    """The UPDATE that records results of one status, in the driver's own parameter style
+    (it runs per group of answers, as ``exec_driver_sql``: no statement to build each time)."""
+    key = (dialect.name, status)
+    sql = _SETTLE_SQL.get(key)
+    if sql is None:
+        p = "?" if dialect.paramstyle == "qmark" else "%s"
+        sent_at = f", sent_at = {p}" if status == "sent" else ""
+        # A "sent" is recorded even if another worker took the claim over meanwhile (the
+        # message went out either way); anything else only while the claim is still ours.
+        ours = f"claimed_by = {p} AND status = 'sending'"
+        guard = "status <> 'sent'" if status == "sent" else ours
+        sql = _SETTLE_SQL[key] = (
+            f"UPDATE deliveries SET status = {p}, last_code = {p}, last_enhanced = {p}, "
+            f"last_text = {p}, message_id = {p}, next_attempt_at = {p}, claimed_by = '', "
+            f"lease_until = NULL, updated_at = {p}{sent_at} WHERE id = {p} AND {guard}"
+        )
+    return sql
+
+
+_DATETIMES: dict[str, Any] = {}
+
+
+def _datetimes(dialect: Any) -> Any:
+    """How this dialect stores a UTCDateTime parameter (what SQLAlchemy would send)."""
+    processor = _DATETIMES.get(dialect.name)
+    if processor is None:
+        processor = _DATETIMES[dialect.name] = UTCDateTime().bind_processor(dialect) or (
+            lambda value: value
+        )
+    return processor
+
+
 def settle(
-    session: Session,
+    db: Session | Connection,
     outcomes: Sequence[tuple[Claim, Result, str]],
     *,
     worker: str,
@@ -196,10 +232,17 @@ def settle(
     claim that another worker has since taken over (our lease ran out) is recorded only if it
     says "sent": the message went out either way. ``not_before`` (delivery id -> time) puts a
     deferred delivery's next attempt no earlier than that (its domain is backing off).
+
+    This runs for every few answers while an issue is sending, so it is lean: one UPDATE per
+    status in the driver's parameter style, executed for the group at once on the driver's
+    cursor (inside the caller's transaction).
     """
+    conn = db.connection() if isinstance(db, Session) else db
     now = now or utcnow()
     not_before = not_before or {}
-    rows: dict[str, list[dict[str, Any]]] = {}
+    dt = _datetimes(conn.dialect)
+    stamp = dt(now)
+    rows: dict[str, list[tuple[Any, ...]]] = {}
     bounced: list[tuple[Claim, Result]] = []
     for c, r, message_id in outcomes:
         status = r.outcome
@@ -213,58 +256,35 @@ def settle(
                     next_at = max(next_at, not_before[c.delivery_id])
         elif status == "bounced":
             bounced.append((c, r))
-        rows.setdefault(status, []).append(
-            {
-                "did": c.delivery_id,
-                "code": r.code,
-                "enhanced": r.enhanced,
-                "text": r.text[:500],
-                "mid": message_id,
-                "next_at": next_at,
-            }
-        )
-    conn = session.connection()
-    for status, params in rows.items():
-        guard = (
-            Delivery.status != "sent"
-            if status == "sent"
-            else (Delivery.claimed_by == worker) & (Delivery.status == "sending")
-        )
-        values: dict[str, Any] = {
-            "status": status,
-            "last_code": bindparam("code"),
-            "last_enhanced": bindparam("enhanced"),
-            "last_text": bindparam("text"),
-            "message_id": bindparam("mid"),
-            "next_attempt_at": bindparam("next_at", type_=UTCDateTime),
-            "claimed_by": "",
-            "lease_until": None,
-            "updated_at": now,
-        }
-        if status == "sent":
-            values["sent_at"] = now
-        conn.execute(
-            update(Delivery).where(Delivery.id == bindparam("did"), guard).values(**values), params
-        )
+        head = (status, r.code, r.enhanced, r.text[:500], message_id, dt(next_at), stamp)
+        tail = (stamp, c.delivery_id) if status == "sent" else (c.delivery_id, worker)
+        rows.setdefault(status, []).append(head + tail)
+    cursor = conn.connection.cursor()  # the driver's own: no statement to build per group
+    try:
+        for status, params in rows.items():
+            cursor.executemany(_settle_sql(conn.dialect, status), params)
+    finally:
+        cursor.close()
     if bounced:
-        _mark_bounced(session, bounced, now)
+        _mark_bounced(conn, bounced, now)
     return {status: len(params) for status, params in rows.items()}
 
 
-def _mark_bounced(session: Session, bounced: Iterable[tuple[Claim, Result]], now: datetime) -> None:
+def _mark_bounced(conn: Connection, bounced: Iterable[tuple[Claim, Result]], now: datetime) -> None:
     for c, r in bounced:
-        changed = session.execute(
+        changed = conn.execute(
             update(Subscriber)
             .where(Subscriber.id == c.subscriber_id, Subscriber.status == "active")
             .values(status="bounced", updated_at=now)
         ).rowcount
         if changed:
-            session.add(
-                SubscriberEvent(
+            conn.execute(
+                insert(SubscriberEvent).values(
                     subscriber_id=c.subscriber_id,
                     kind="bounced",
                     at=now,
                     source="smtp",
+                    ip="",
                     detail={
                         "issue": c.issue_id,
                         "code": r.code,
@@ -273,11 +293,10 @@ def _mark_bounced(session: Session, bounced: Iterable[tuple[Claim, Result]], now
                     },
                 )
             )
-    session.flush()
 
 
 def postpone(
-    session: Session,
+    db: Session | Connection,
     postponed: Sequence[tuple[Claim, datetime, str]],
     *,
     worker: str,
@@ -289,33 +308,27 @@ def postpone(
     if not postponed:
         return 0
     now = now or utcnow()
-    return (
-        session.connection()
-        .execute(
-            update(Delivery)
-            .where(
-                Delivery.id == bindparam("did"),
-                Delivery.claimed_by == worker,
-                Delivery.status == "sending",
-            )
-            .values(
-                status="deferred",
-                attempts=Delivery.attempts - 1,
-                next_attempt_at=bindparam("until", type_=UTCDateTime),
-                last_code=None,
-                last_enhanced="",
-                last_text=bindparam("text"),
-                claimed_by="",
-                lease_until=None,
-                updated_at=now,
-            ),
-            [
-                {"did": c.delivery_id, "until": until, "text": why[:500]}
-                for c, until, why in postponed
-            ],
+    conn = db.connection() if isinstance(db, Session) else db
+    return conn.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == bindparam("did"),
+            Delivery.claimed_by == worker,
+            Delivery.status == "sending",
         )
-        .rowcount
-    )
+        .values(
+            status="deferred",
+            attempts=Delivery.attempts - 1,
+            next_attempt_at=bindparam("until", type_=UTCDateTime),
+            last_code=None,
+            last_enhanced="",
+            last_text=bindparam("text"),
+            claimed_by="",
+            lease_until=None,
+            updated_at=now,
+        ),
+        [{"did": c.delivery_id, "until": until, "text": why[:500]} for c, until, why in postponed],
+    ).rowcount
 
 
 def release(session: Session, worker: str, delivery_ids: Sequence[int] = ()) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,3 +74,28 @@ def writer_sessions(engine: Engine) -> sessionmaker[Session]:
     and then writes cannot fail with "database is locked" when another writer got in between.
     Elsewhere the same as ``session_factory``."""
     return sessionmaker(engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
+
+
+@contextmanager
+def lean_transaction(conn: Connection) -> Iterator[None]:
+    """A write transaction on ``conn``'s driver connection, without SQLAlchemy's transaction
+    bookkeeping: ~30 µs instead of ~100 for a loop of small commits (the delivery ledger
+    records answers a few at a time). Inside it, only the driver's cursor may be used
+    (``conn.connection.cursor()``), never ``conn.execute``. SQLite takes the write lock at
+    once (BEGIN IMMEDIATE), as ``writer_sessions`` do."""
+    raw = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+        return
+    try:
+        yield
+    except BaseException:
+        raw.rollback()
+        raise
+    raw.commit()
