@@ -205,6 +205,7 @@ def test_five_sends_of_one_issue_started_together_share_it(cli, smtp_server, tmp
 THROTTLED = "throttled.example.net"
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(300)
 def test_a_throttling_domain_backs_off_while_the_others_go_on(cli, smtp_server, tmp_path) -> None:
     server = smtp_server()

@@ -218,6 +218,7 @@ def test_kill_9_in_the_middle_then_send_again(cli, smtp_server, tmp_path) -> Non
     assert sum(ids.values()) == len(server.handler.messages)
 
 
+@pytest.mark.serial
 def test_workers_share_an_issue_and_the_rate_limit(cli, smtp_server, tmp_path) -> None:
     server = smtp_server()
     smtp_config(cli, server, rate_per_second=150, batch_size=100)
@@ -341,6 +342,7 @@ def test_a_wrong_password_stops_the_send_without_using_up_attempts(
     assert sorted(server.handler.recipients()) == sorted(emails)
 
 
+@pytest.mark.serial
 def test_cancel_under_a_rate_limit_stops_within_a_pacing_step(cli, smtp_server, tmp_path) -> None:
     server = smtp_server()
     smtp_config(cli, server, rate_per_second=50, batch_size=200)
