@@ -75,6 +75,7 @@ def test_kill_9_at_five_random_points_loses_nobody_and_doubles_at_most_the_windo
     for k, b in enumerate(boundaries):
         before = set(messages[:b])
         again = {r for r in messages[b:] if r in before} - seen_doubled
+        print(f"kill {k + 1} at {points[k]} messages: {len(again)} sent again")
         assert len(again) <= WINDOW, (k, points[k], sorted(again))
         seen_doubled |= again
     ids = message_ids(server)
