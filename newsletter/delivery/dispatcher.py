@@ -49,9 +49,10 @@ from .transports import Envelope, Result, Transport, TransportError, make_transp
 log = logging.getLogger("newsletter.delivery")
 IDLE_POLL_SECONDS = 0.2
 MAX_SLOT_RETRIES = 3  # reservations for one chunk before a late worker sends anyway
-STATUS_CHECK_SECONDS = 0.25  # how often the settler looks whether an issue was paused
+STATUS_CHECK_SECONDS = 0.1  # how often the settler looks whether an issue was paused
 FLUSH_SECONDS = 0.05  # the longest an answer waits to be recorded when answers come slowly
 GUARD_CHECK_SECONDS = 1.0  # exact bounce-rate check at least this often while bounces come
+GUARD_FAST_SECONDS = 0.1  # ... and this often while this process sees a rate over the limit
 COMMIT_RETRIES = 5  # a settling commit that fails (database restarting) is tried again
 
 
@@ -361,8 +362,10 @@ class Worker:
 class _BounceGuard:
     """Decides when the exact (database) bounce-rate check is worth running: the counts of
     the last check plus this process's own results since then are an estimate that costs
-    nothing; the exact check runs when the estimate passes the threshold, and otherwise at
-    most once a second while bounces come in."""
+    nothing. The exact check (every worker's results) runs when the estimate passes the
+    threshold; while the estimate's rate is above the limit but its attempts are not yet
+    enough (other processes send too), every GUARD_FAST_SECONDS; otherwise at most every
+    GUARD_CHECK_SECONDS while bounces come in."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.sending
@@ -387,8 +390,12 @@ class _BounceGuard:
         due = set()
         for issue_id in bounced:
             estimate = self._base.get(issue_id, Counter()) + self._since[issue_id]
-            stale = time.monotonic() - self._checked.get(issue_id, 0.0) >= GUARD_CHECK_SECONDS
-            if stale or guard.bounce_pause_reason(estimate, self.settings):
+            if guard.bounce_pause_reason(estimate, self.settings):
+                due.add(issue_id)
+                continue
+            fast = guard.bounce_rate_over(estimate, self.settings)
+            interval = GUARD_FAST_SECONDS if fast else GUARD_CHECK_SECONDS
+            if time.monotonic() - self._checked.get(issue_id, 0.0) >= interval:
                 due.add(issue_id)
         return due
 

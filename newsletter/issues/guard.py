@@ -31,6 +31,13 @@ def bounce_pause_reason(counts: dict[str, int], settings: SendingSettings) -> st
     )
 
 
+def bounce_rate_over(counts: dict[str, int], settings: SendingSettings) -> bool:
+    """True when these counts bounce above ``pause_bounce_rate``, however few they are."""
+    attempted = sum(counts.get(s, 0) for s in ("sent", "deferred", "failed", "bounced"))
+    rate = settings.pause_bounce_rate
+    return bool(rate and attempted and counts.get("bounced", 0) > rate * attempted)
+
+
 def complaint_pause_reason(complaints: int, sent: int, settings: SendingSettings) -> str:
     """Why an issue with these complaint and sent counts should pause, or ""."""
     rate = settings.pause_complaint_rate

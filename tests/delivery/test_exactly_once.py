@@ -75,7 +75,7 @@ def test_kill_9_at_five_random_points_loses_nobody_and_doubles_at_most_the_windo
     for k, b in enumerate(boundaries):
         before = set(messages[:b])
         again = {r for r in messages[b:] if r in before} - seen_doubled
-        print(f"kill {k + 1} at {points[k]} messages: {len(again)} sent again")
+        os.write(2, f"kill {k + 1} at {points[k]} messages: {len(again)} sent again\n".encode())
         assert len(again) <= WINDOW, (k, points[k], sorted(again))
         seen_doubled |= again
     ids = message_ids(server)
@@ -286,6 +286,7 @@ def test_a_list_that_bounces_pauses_itself_and_resume_goes_on(cli, smtp_server, 
     assert "pause_bounce_rate" in info["pause_reason"]
     d = info["deliveries"]
     attempted = d["sent"] + d["bounced"] + d["failed"] + d["deferred"]
+    os.write(2, f"paused after {attempted} attempts\n".encode())
     assert 500 <= attempted <= 700, d  # near the threshold (5 % after 500 attempts)
     assert "paused    by the reputation guard" in cli.ok("issue", "show", "1").stdout
 
