@@ -59,6 +59,7 @@ def test_changed_etag_gets_the_full_body(feed_server: FeedServer) -> None:
         (formatdate(usegmt=True), "not_modified"),
         ("Mon, 01 Jan 2024 00:00:00 GMT", "ok"),
     ],
+    ids=["the-same-time", "now", "before"],  # fixed ids: every xdist worker collects the same
 )
 def test_if_modified_since_alone(feed_server: FeedServer, since: str, status: str) -> None:
     result = fetch_feed(feed_server.url("/dated.xml"), last_modified=since)
