@@ -16,26 +16,28 @@ from sqlalchemy.orm import Session
 from ..config import SendingSettings
 from ..store.models import Issue
 
+ATTEMPTED = ("sent", "deferred", "failed", "bounced")
+"""Delivery states that mean the delivery was tried."""
+
+
+def bounce_rate_over(counts: dict[str, int], settings: SendingSettings) -> bool:
+    """True when these counts bounce above ``pause_bounce_rate``, however few they are."""
+    attempted = sum(counts.get(s, 0) for s in ATTEMPTED)
+    rate = settings.pause_bounce_rate
+    return bool(rate and attempted and counts.get("bounced", 0) > rate * attempted)
+
 
 def bounce_pause_reason(counts: dict[str, int], settings: SendingSettings) -> str:
     """Why an issue with these delivery counts should pause for its hard bounces, or ""."""
-    attempted = sum(counts.get(s, 0) for s in ("sent", "deferred", "failed", "bounced"))
-    bounced = counts.get("bounced", 0)
-    rate = settings.pause_bounce_rate
-    if not rate or attempted < settings.pause_min_attempts or bounced <= rate * attempted:
+    attempted = sum(counts.get(s, 0) for s in ATTEMPTED)
+    if attempted < settings.pause_min_attempts or not bounce_rate_over(counts, settings):
         return ""
+    bounced, rate = counts.get("bounced", 0), settings.pause_bounce_rate
     return (
         f"hard bounces {bounced / attempted:.1%} of {attempted} attempts passed "
         f"sending.pause_bounce_rate {rate:.1%}: check the list (a bought or old list hurts the "
         "sender's domain), then `newsletter issue resume` to go on"
     )
-
-
-def bounce_rate_over(counts: dict[str, int], settings: SendingSettings) -> bool:
-    """True when these counts bounce above ``pause_bounce_rate``, however few they are."""
-    attempted = sum(counts.get(s, 0) for s in ("sent", "deferred", "failed", "bounced"))
-    rate = settings.pause_bounce_rate
-    return bool(rate and attempted and counts.get("bounced", 0) > rate * attempted)
 
 
 def complaint_pause_reason(complaints: int, sent: int, settings: SendingSettings) -> str:
