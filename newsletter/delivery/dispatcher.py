@@ -49,6 +49,7 @@ from .transports import Envelope, Result, Transport, TransportError, make_transp
 log = logging.getLogger("newsletter.delivery")
 IDLE_POLL_SECONDS = 0.2
 MAX_SLOT_RETRIES = 3  # reservations for one chunk before a late worker sends anyway
+PACING_STEP_SECONDS = 0.1  # slots are reserved this much at a time; a later slot goes unused
 STATUS_CHECK_SECONDS = 0.1  # how often the settler looks whether an issue was paused
 FLUSH_SECONDS = 0.05  # the longest an answer waits to be recorded when answers come slowly
 GUARD_CHECK_SECONDS = 1.0  # exact bounce-rate check at least this often while bounces come
@@ -269,21 +270,22 @@ class Worker:
         with self.sessions() as session, session.begin():
             ledger.release(session, self.name, delivery_ids)
 
-    async def _wait_for_slot(self, issue_id: int, n: int, rate: float) -> bool:
-        """Reserve ``n`` slots and sleep until they come. A worker that wakes after its slots
-        have passed (a busy machine) reserves again rather than send in the slots of the
-        workers after it. False when the issue stopped sending."""
+    async def _wait_for_slot(self, issue_id: int, n: int, rate: float) -> datetime | None:
+        """Reserve ``n`` slots and sleep until the first comes; returns its time (slot k is at
+        that + k / rate). A worker that wakes after its slots have passed (a busy machine)
+        reserves again rather than send in the slots of the workers after it. None when the
+        issue stopped sending."""
         span = timedelta(seconds=n / rate)
         for _ in range(MAX_SLOT_RETRIES):
             start = await asyncio.to_thread(self._reserve, issue_id, n, rate)
             if start is None:
-                return False
+                return None
             delay = (start - utcnow()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)
             if utcnow() < start + span:
-                return True
-        return True  # late every time: the machine is overloaded; send rather than starve
+                return start
+        return utcnow()  # late every time: the machine is overloaded; send rather than starve
 
     def _reserve(self, issue_id: int, n: int, rate: float) -> datetime | None:
         with self.sessions() as session, session.begin():
@@ -424,6 +426,7 @@ class _Feed:
         self.reported: set[int] = set()  # handed to the settler (answered, postponed, failed)
         self._slots = 0  # sends left in the current rate-limit reservation
         self._slot_issue: int | None = None
+        self._slot_at = utcnow()  # when the next reserved slot comes
         self._prefetch_at = len(claims) // 2
         self.ahead: asyncio.Future[list[ledger.Claim]] | None = None  # the next batch
         self._rate = worker._rate()
@@ -486,13 +489,27 @@ class _Feed:
         return claim
 
     async def _pace(self, issue_id: int) -> bool:
-        """Wait for this message's rate-limit slot (reserved a chunk at a time)."""
-        if self._slots == 0 or self._slot_issue != issue_id:
-            n = max(1, min(int(self._rate / 10), self._left + 1 + len(self._held)))
-            if not await self.worker._wait_for_slot(issue_id, n, self._rate):
-                return False
-            self._slots, self._slot_issue = n, issue_id
-        self._slots -= 1
+        """Wait for this message's own rate-limit slot. Slots are reserved a chunk at a time
+        (a tenth of a second's worth), and within the chunk each message waits for its slot,
+        so the receiver sees an even stream, not a chunk at once."""
+        step = timedelta(seconds=1 / self._rate)
+        while True:
+            if self._slots == 0 or self._slot_issue != issue_id:
+                n = max(1, min(int(self._rate / 10), self._left + 1 + len(self._held)))
+                start = await self.worker._wait_for_slot(issue_id, n, self._rate)
+                if start is None:
+                    return False
+                self._slots, self._slot_issue, self._slot_at = n, issue_id, start
+            due = self._slot_at
+            self._slot_at += step
+            self._slots -= 1
+            delay = (due - utcnow()).total_seconds()
+            if delay > -PACING_STEP_SECONDS:
+                break
+            # This slot passed more than a pacing step ago (the machine was busy): let it go
+            # unused rather than catch up in a burst that would pass the rate in that second.
+        if delay > 0:
+            await asyncio.sleep(delay)
         return True
 
     async def _compose(self, claim: ledger.Claim, key: str) -> Envelope | None:
