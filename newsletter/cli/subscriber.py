@@ -20,7 +20,7 @@ from rich.table import Table
 from ..errors import ImportFileError, InvalidInputError
 from ..subscribers import service
 from ..subscribers.export import write_csv
-from ..subscribers.importer import import_subscribers
+from ..subscribers.importer import import_subscribers, open_report
 from .context import app_context
 from .output import JSON_OPT, console, err_console, print_json, print_json_array
 
@@ -187,6 +187,12 @@ def import_(
     ),
     confirmed: bool = typer.Option(False, "--confirmed", help="New people are active (default)."),
     unconfirmed: bool = typer.Option(False, "--unconfirmed", help="New people are unconfirmed."),
+    lenient: bool = typer.Option(
+        False,
+        "--lenient",
+        help="A row whose quote is never closed is rejected into the report and reading goes "
+        "on at the next line (without it, such a file is refused).",
+    ),
 ) -> None:
     """Import subscribers from a CSV export (Mailchimp, Substack, listmonk or any CSV)."""
     status = _status(confirmed, unconfirmed)
@@ -200,12 +206,8 @@ def import_(
         raise ImportFileError(f"cannot open {file}: {exc.strerror}") from None
     with contextlib.ExitStack() as stack:
         stack.enter_context(raw)
-        report_fh = None
-        if report is not None:
-            try:
-                report_fh = stack.enter_context(report.open("w", encoding="utf-8", newline=""))
-            except OSError as exc:
-                raise ImportFileError(f"cannot write report {report}: {exc.strerror}") from None
+        # Renamed into place after the transaction commits; a refused import leaves it alone.
+        report_fh = None if report is None else stack.enter_context(open_report(report, file))
         progress = stack.enter_context(
             Progress(
                 TextColumn("Importing"),
@@ -231,6 +233,7 @@ def import_(
                 dry_run=dry_run,
                 report=report_fh,
                 progress=lambda n: progress.update(task, completed=n),
+                lenient=lenient,
             )
     c = result.counts
     head = "Dry run, nothing changed" if dry_run else "Imported"

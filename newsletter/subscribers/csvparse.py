@@ -1,10 +1,12 @@
 """Reading subscriber CSV files: pure parsing, no database.
 
 ``read_csv(binary_file)`` checks the file is UTF-8 text (BOM or not), sniffs the delimiter
-(comma, semicolon or tab) and yields records; ``resolve_mapping`` turns a preset or explicit
-``--map`` options into column positions; ``parse_record`` validates one row into a
+(comma, semicolon or tab) and yields records (``CsvRecords``: a quote that is never closed is
+found, not allowed to swallow the rows after it); ``resolve_mapping`` turns a preset or
+explicit ``--map`` options into column positions; ``parse_record`` validates one row into a
 ``Candidate`` or a ``Rejection``. Raises ImportFileError for a file that cannot be imported at
-all: binary, empty, not UTF-8, no email column, a ``--map`` column that is not in the file.
+all: binary, empty, not UTF-8, no email column, a ``--map`` column that is not in the file, a
+quote that is never closed (unless lenient).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
-from collections.abc import Iterator, Mapping
+import re
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -118,11 +123,13 @@ def sniff_delimiter(text: str) -> str:
 
 
 def read_csv(
-    raw: BinaryIO, name: str = "file"
-) -> tuple[list[str], Iterator[tuple[int, list[str]]], CountingReader]:
-    """Open a CSV stream: returns (header, rows as (row number, cells), byte counter).
+    raw: BinaryIO, name: str = "file", *, lenient: bool = False
+) -> tuple[list[str], CsvRecords, CountingReader]:
+    """Open a CSV stream: returns (header, records, byte counter).
 
-    Row numbers are spreadsheet rows: the header is row 1. Raises ImportFileError.
+    Iterating the records gives (row number, cells); row numbers are spreadsheet rows (the
+    header is row 1). Raises ImportFileError, also while iterating: a quote that is never
+    closed refuses the file unless ``lenient`` (see CsvRecords).
     """
     counter = CountingReader(raw)
     buffered = io.BufferedReader(counter, buffer_size=1 << 20)
@@ -133,27 +140,192 @@ def read_csv(
     # exactly the rows that hold them instead of failing the whole file at a decoder chunk.
     stream = io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="surrogateescape", newline="")
     csv.field_size_limit(MAX_FIELD)
-    reader = csv.reader(stream, delimiter=delimiter)
-    try:
-        header = next(reader, None)
-        while header is not None and not any(c.strip() for c in header):
-            header = next(reader, None)
-    except csv.Error as exc:
-        raise ImportFileError(f"{name}: cannot read the header row: {exc}") from None
-    if header is None:
-        raise ImportFileError(f"{name} has no header row")
-    header = [h.strip() for h in header]
+    records = CsvRecords(stream, name, delimiter, lenient=lenient)
+    return records.read_header(), records, counter
 
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        number = 1
+
+# --- quotes that are never closed -------------------------------------------------------------
+
+# Only a record that spans lines is looked at (the per-row cost is comparing line numbers). It
+# is a runaway quote when a line inside a field looks like a row with an address, when the
+# quote is still open at the end of the file, or when it is far longer than the lines before.
+LONG_RECORD_CHARS = 4096
+LONG_RECORD_FACTOR = 32
+_CATCH_UP = 0xFFF  # every 4,096 rows the lag iterator catches up (a mask of the row number)
+_ADDRESS = re.compile(r"[^\s@\"',;<>()\[\]{}]+@[^\s@\"',;<>()\[\]{}]+\.[^\W_][\w-]*")
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Runaway:
+    line: int  # the line of the file the quote opened on
+    detail: str  # what gave it away
+    raw: list[str]  # the record's lines as read
+    first: int  # the line of the file raw[0] is
+
+
+def _line_breaks(cell: str) -> int:
+    """Line breaks in a cell, counted as the text stream splits lines (LF, CRLF, CR)."""
+    return cell.count("\n") + cell.count("\r") - cell.count("\r\n")
+
+
+class CsvRecords:
+    """The records of a CSV text stream; a quote that is never closed is found, not swallowed.
+
+    csv.reader reads an open quote on to the next quote character or the end of the file,
+    taking every line in between into one field. The lines also go through ``itertools.tee``
+    so that the raw lines of a suspect record can be looked at, and read again, without a
+    Python call per line; a two-line sentinel after the file closes the last record and shows
+    whether a quote was still open. A runaway raises ImportFileError naming the row and the
+    line the quote opened on; with ``lenient`` the row goes to ``rejected`` instead and
+    reading starts again at the next line.
+    """
+
+    def __init__(self, stream: Iterable[str], name: str, delimiter: str, *, lenient: bool) -> None:
+        self.name = name
+        self.delimiter = delimiter
+        self.lenient = lenient
+        self.rejected: list[Rejection] = []
+        token = secrets.token_hex(8)
+        self._end = (f'"{token}\n', f'{token}"\n')
+        self._source = itertools.chain(stream, self._end)
+        self._chars = self._lines = 0  # lines passed so far and their length, for the mean
+        self._open((), 0)
+
+    def _open(self, replay: Iterable[str], base: int) -> None:
+        """A fresh csv.reader over ``replay`` then the rest of the file; ``base`` is the line
+        of the file just before the reader's first line."""
+        lead, self._lag = itertools.tee(itertools.chain(replay, self._source))
+        self._reader = csv.reader(lead, delimiter=self.delimiter)
+        self._base = base
+        self._lag_at = 0  # lines of this reader the lag iterator has passed
+
+    def _skip(self, upto: int) -> None:
+        """Let the lag iterator pass (and count) the reader's lines up to ``upto``."""
+        n = upto - self._lag_at
+        if n > 0:
+            self._chars += sum(map(len, itertools.islice(self._lag, n)))
+            self._lines += n
+            self._lag_at = upto
+
+    def _take(self, start: int, end: int) -> list[str]:
+        """The raw lines start..end of the current reader (counted from 1, both included)."""
+        self._skip(start - 1)
+        lines = list(itertools.islice(self._lag, end - start + 1))
+        self._lag_at = end
+        return lines
+
+    def read_header(self) -> list[str]:
+        """The first non-blank record, stripped. Raises ImportFileError."""
+        reader = self._reader
         try:
+            last = reader.line_num
             for cells in reader:
-                number += 1
-                yield number, cells
+                line = reader.line_num
+                if line - last != 1:
+                    verdict = self._check(cells, last + 1, line)
+                    if verdict is _END:
+                        break
+                    if isinstance(verdict, _Runaway):
+                        raise ImportFileError(
+                            f"{self.name}: row 1 (line {verdict.line}): a quote opened on this "
+                            f"line of the header is not closed ({verdict.detail})"
+                        )
+                last = line
+                if any(c.strip() for c in cells):
+                    return [h.strip() for h in cells]
         except csv.Error as exc:
-            raise ImportFileError(f"{name}: row {number + 1}: {exc}") from None
+            raise ImportFileError(f"{self.name}: cannot read the header row: {exc}") from None
+        raise ImportFileError(f"{self.name} has no header row")
 
-    return header, rows(), counter
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        number, catch_up = 1, _CATCH_UP
+        while True:
+            reader = self._reader
+            last = reader.line_num
+            try:
+                for cells in reader:
+                    number += 1
+                    last += 1
+                    if reader.line_num != last:
+                        verdict = self._check(cells, last, reader.line_num)
+                        if verdict is _END:
+                            return
+                        if isinstance(verdict, _Runaway):
+                            self._runaway(number, verdict)
+                            break  # lenient: read on with the reader _runaway opened
+                        last = reader.line_num
+                    if not number & catch_up:
+                        self._skip(last)
+                    yield number, cells
+                else:
+                    return
+            except csv.Error as exc:
+                number += 1
+                self._bad_record(number, exc, last + 1, reader.line_num)
+
+    def _check(self, cells: list[str], start: int, end: int) -> _Runaway | object | None:
+        """Look at a record on lines start..end of the reader: _END, a _Runaway or None."""
+        raw = self._take(start, end)
+        if raw[0] is self._end[0]:
+            return _END
+        first = self._base + start
+        mean = self._chars / max(self._lines, 1)
+        length = sum(map(len, raw))
+        self._chars += length
+        self._lines += len(raw)
+        opened = [first]  # the line of the file each cell starts on
+        for cell in cells[:-1]:
+            opened.append(opened[-1] + _line_breaks(cell))
+        if raw[-1] is self._end[0]:
+            return _Runaway(opened[-1], "still open at the end of the file", raw, first)
+        for k, cell in enumerate(cells):
+            if "\n" not in cell and "\r" not in cell:
+                continue
+            for j, text in enumerate(cell.replace("\r\n", "\n").replace("\r", "\n").split("\n")):
+                if j and any(_ADDRESS.fullmatch(p.strip()) for p in text.split(self.delimiter)):
+                    detail = f"line {opened[k] + j} looks like a row of its own"
+                    return _Runaway(opened[k], detail, raw, first)
+        if length > max(LONG_RECORD_CHARS, LONG_RECORD_FACTOR * mean):
+            k = max(range(len(cells)), key=lambda i: _line_breaks(cells[i]))
+            detail = (
+                f"the field runs on for {end - start + 1} lines, {length:,} characters, "
+                "far longer than the other rows"
+            )
+            return _Runaway(opened[k], detail, raw, first)
+        return None
+
+    def _runaway(self, row: int, verdict: _Runaway) -> None:
+        """Refuse the file, or (lenient) reject the row and read again from the next line."""
+        if not self.lenient:
+            raise ImportFileError(
+                f"{self.name}: row {row} (line {verdict.line}): a quote opened on this line is "
+                f"not closed ({verdict.detail}); fix the quote, or pass --lenient to reject "
+                "that row and read on from the next line"
+            )
+        offset = min(max(verdict.line - verdict.first, 0), len(verdict.raw) - 1)
+        reason = (
+            f"a quote opened on line {verdict.line} is not closed ({verdict.detail}); "
+            f"read on from line {verdict.line + 1}"
+        )
+        self.rejected.append(Rejection(row, verdict.raw[offset].rstrip("\r\n")[:200], reason))
+        self._open(verdict.raw[offset + 1 :], verdict.first + offset)
+
+    def _bad_record(self, row: int, exc: csv.Error, start: int, end: int) -> None:
+        """A record csv.reader gave up on (a field over MAX_FIELD): refuse, or reject it."""
+        raw = self._take(start, end)
+        first = self._base + start
+        if not self.lenient:
+            if end <= start:
+                raise ImportFileError(f"{self.name}: row {row}: {exc}") from None
+            raise ImportFileError(
+                f"{self.name}: row {row} (line {first}): {exc}, running on to line "
+                f"{self._base + end} (is a closing quote missing?); fix it, or pass --lenient "
+                "to reject that row and read on from the next line"
+            ) from None
+        value = raw[0].rstrip("\r\n")[:200] if raw else ""
+        self.rejected.append(Rejection(row, value, f"{exc}; read on from line {first + 1}"))
+        self._open(raw[1:], first)
 
 
 # --- column mapping -------------------------------------------------------------------------

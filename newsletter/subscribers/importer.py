@@ -9,21 +9,29 @@ The caller owns the transaction: on an ImportFileError nothing has been written 
 store's tables, and rolling back leaves the store exactly as it was. People who unsubscribed,
 bounced, complained or were erased are never made active again, and a re-import of the same
 file changes nothing.
+
+``open_report`` writes the report at a temporary name and renames it into place only when the
+import went through, so a refused import leaves an existing report as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
+import os
 import secrets
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from sqlalchemy import Connection, CursorResult, bindparam, text
 from sqlalchemy.orm import Session
 
+from ..errors import ImportFileError
 from ..store.models import SUPPRESSED_STATUSES, UTCDateTime, utcnow
 from .csvparse import Candidate, Rejection, parse_record, read_csv, resolve_mapping
 from .export import neutralise
@@ -74,15 +82,18 @@ def import_subscribers(
     dry_run: bool = False,
     report: TextIO | None = None,
     progress: ProgressCallback | None = None,
+    lenient: bool = False,
 ) -> ImportResult:
     """Import a CSV stream. Raises ImportFileError (nothing written) or NotFoundError (list).
 
     ``status`` is what new people get (active or unconfirmed); rows that the exporting tool
     marks unsubscribed or bounced keep that status. ``report`` receives one CSV line per
     rejected, duplicate or suppressed row. ``progress`` is called with the bytes read so far.
+    A quote that is never closed refuses the file (ImportFileError naming the row and line),
+    or with ``lenient`` rejects that row and reads on from the next line.
     """
     mlist = get_list(session, list_name) if list_name else None
-    header, rows, counter = read_csv(raw, name)
+    header, rows, counter = read_csv(raw, name, lenient=lenient)
     colmap = resolve_mapping(header, preset, mapping)
     result = ImportResult(preset=colmap.preset, dry_run=dry_run)
     conn = session.connection()
@@ -102,6 +113,7 @@ def import_subscribers(
             batch = []
             if progress:
                 progress(counter.count)
+    batch.extend(_staging_row(r) for r in rows.rejected)  # unterminated quotes (lenient)
     if batch:
         write(batch)
         result.rows += len(batch)
@@ -300,3 +312,54 @@ def _write_report(conn: Connection, report: TextIO) -> None:
     )
     for row_no, value, outcome, reason in result:
         writer.writerow([row_no, neutralise(value or ""), outcome, reason])
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and os.path.samefile(a, b))
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return False
+
+
+@contextlib.contextmanager
+def open_report(path: Path, source: Path) -> Iterator[TextIO]:
+    """The report file for an import of ``source``, as a text file to write CSV to.
+
+    It is written at a temporary name beside the file ``path`` names (symlinks followed;
+    mode 0600: it holds addresses) and renamed over it when the block ends without an error;
+    on an error the temporary file is removed, so a refused import does not touch an existing
+    report. A device, a pipe or a descriptor (``/dev/stdout``) is written directly, never
+    replaced. Raises ImportFileError when ``path`` is the input file (after resolving links),
+    a directory, or cannot be written.
+    """
+    if _same_file(path, source):
+        raise ImportFileError(f"the report {path} is the input file; name another file")
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise ImportFileError(f"cannot write report {path}: {exc}") from None
+    if target.is_dir():
+        raise ImportFileError(f"cannot write report {path}: it is a directory")
+    absolute = os.path.abspath(path)
+    if absolute.startswith(("/dev/", "/proc/")) or (target.exists() and not target.is_file()):
+        try:
+            direct = path.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise ImportFileError(f"cannot write report {path}: {exc.strerror}") from None
+        with direct:
+            yield direct
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ImportFileError(f"cannot write report {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename == tmp:  # the rename, not the import
+            raise ImportFileError(f"cannot write report {path}: {exc.strerror}") from None
+        raise
