@@ -43,6 +43,7 @@ from .mime import (
     clean_name,
     encode_body,
     encode_value,
+    items_header,
     list_id_header,
     split_address,
     text_header,
@@ -329,14 +330,15 @@ class PreparedIssue:
         token = self._token(r)
         name = clean_name(r.name)
         fields = self._field_values(r, name, token)
-        unsubscribe = b"List-Unsubscribe: <" + fields["unsubscribe_url"].encode()
-        if self._mailto:
-            unsubscribe += b">,\r\n <" + (self._mailto + token).encode()
+        if self._mailto:  # RFC 2369: folded between the <URI>s, never inside one
+            uris = (f"<{fields['unsubscribe_url']}>,", f"<{self._mailto}{token}>")
+        else:
+            uris = (f"<{fields['unsubscribe_url']}>",)
         values = {
             "to": address_header("To", name, local, domain),
             "date": self._date_header(date),
-            "message_id": b"Message-ID: " + self._message_id(r, token).encode() + CRLF,
-            "list_unsubscribe": unsubscribe + b">\r\n",
+            "message_id": items_header("Message-ID", (self._message_id(r, token),)),
+            "list_unsubscribe": items_header("List-Unsubscribe", uris),
         }
         for field, key in self._text_keys:
             values[key] = encode_value(fields[field])
@@ -407,8 +409,8 @@ def _unsubscribe_mailto(settings: Settings) -> str:
 
 
 def _add_headers(layout: _MessageLayout, content: IssueContent, settings: Settings) -> str:
-    """Add the header block (per-issue headers folded by the standard library, slots for
-    the per-recipient ones) to ``layout``; return the sender's domain for Message-IDs."""
+    """Add the header block (per-issue headers encoded and folded once, slots for the
+    per-recipient ones) to ``layout``; return the sender's domain for Message-IDs."""
     sender = settings.sender
     local, domain = _sender_address(sender.from_address, "sender.from_address")
     subject = clean_line(content.subject)

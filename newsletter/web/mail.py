@@ -22,6 +22,7 @@ from ..compose.mime import (
     address_header,
     clean_name,
     encode_body,
+    items_header,
     split_address,
     text_header,
 )
@@ -83,7 +84,7 @@ def confirmation_message(
         address_header("To", name, to_local, to_domain),
         text_header("Subject", clean_line(f"Confirm your subscription to {site.name}")),
         b"Date: " + formatdate(now.timestamp(), usegmt=True).encode() + CRLF,
-        f"Message-ID: <c{secrets.token_hex(16)}@{from_domain}>".encode() + CRLF,
+        items_header("Message-ID", (f"<c{secrets.token_hex(16)}@{from_domain}>",)),
     ]
     if sender.reply_to.strip():
         reply_name, reply_address = parseaddr(sender.reply_to)
