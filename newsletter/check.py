@@ -18,7 +18,8 @@ from .compose import IssueContent, PostView, prepare_issue
 from .config import Settings, database_url
 from .content import fetch_feed, parse_feed
 from .errors import NewsletterError
-from .store import connect, current_revision, head_revision
+from .store import current_revision, head_revision
+from .store.engine import mask_password, open_database, sqlite_path
 from .store.models import utcnow
 
 Level = Literal["ok", "warn", "fail"]
@@ -33,21 +34,50 @@ class Check:
 
 def check_database(settings: Settings) -> tuple[Check, Engine | None]:
     url = database_url(settings)
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if not path.exists():  # connecting would create an empty file
-            return Check("database", "fail", f"{path} does not exist: run `newsletter init` "
-                         "or `newsletter db upgrade`"), None  # fmt: skip
     try:
-        engine = connect(url)
+        engine = open_database(url)  # never creates a missing SQLite file
         current, head = current_revision(engine), head_revision()
     except NewsletterError as exc:
-        return Check("database", "fail", f"{exc} (check database.url)"), None
+        fix = "" if "database.url" in str(exc) else " (check database.url)"
+        return Check("database", "fail", f"{exc}{fix}"), None
     if current != head:
         where = "empty" if current is None else f"at revision {current}"
         fix = f"schema is {where}, this version needs {head}: run `newsletter db upgrade`"
         return Check("database", "fail", fix), engine
-    return Check("database", "ok", f"{engine.url.render_as_string()} at revision {head}"), engine
+    return Check("database", "ok", f"{mask_password(url)} at revision {head}"), engine
+
+
+def check_file_modes(settings: Settings, config_path: Path | None = None) -> list[Check]:
+    """A warning for each of the config file, the SQLite database (with its -wal and -shm)
+    and the maildir that others on the machine can read: they hold addresses and, in the
+    config, perhaps a database password. Missing files are not this check's business."""
+    checks = []
+    if config_path is not None and _open_to_others(config_path, 0o044):
+        checks.append(Check("config", "warn", _readable([config_path])))
+    db = sqlite_path(database_url(settings))
+    if db is not None:
+        files = [f for f in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if _open_to_others(f, 0o044)]
+        if files:
+            checks.append(Check("database", "warn", _readable(files)))
+    if settings.sending.transport == "maildir":
+        maildir = Path(settings.base_dir) / settings.sending.maildir_path
+        if _open_to_others(maildir, 0o055):
+            why = f"maildir {maildir} is readable by group or others: chmod 700 {maildir}"
+            checks.append(Check("transport", "warn", why))
+    return checks
+
+
+def _readable(files: list[Path]) -> str:
+    names = " ".join(str(f) for f in files)
+    verb = "is" if len(files) == 1 else "are"
+    return f"{names} {verb} readable by group or others: chmod 600 {names}"
+
+
+def _open_to_others(path: Path, bits: int) -> bool:
+    try:
+        return bool(path.stat().st_mode & bits)
+    except OSError:
+        return False
 
 
 def check_transport(settings: Settings) -> Check:
@@ -117,13 +147,15 @@ def check_site(settings: Settings) -> list[Check]:
     return checks
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    """Every check, in the order a newcomer would fix them."""
+def run_checks(settings: Settings, config_path: Path | None = None) -> list[Check]:
+    """Every check, in the order a newcomer would fix them; ``config_path`` is the file the
+    settings came from (its mode is checked)."""
     checks: list[Check] = []
     database, engine = check_database(settings)
     checks.append(database)
     if engine is not None:
-        engine.dispose()
+        engine.dispose()  # SQLite removes its -wal and -shm files when the last one closes
+    checks += check_file_modes(settings, config_path)
     checks.append(check_transport(settings))
     checks += check_feeds(settings)
     checks.append(check_templates(settings))

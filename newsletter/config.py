@@ -5,6 +5,11 @@ them as arguments. Unknown keys and wrong types are refused with a message that 
 key (``smtp.port: Input should be a valid integer``). Secrets never sit in the file: the SMTP
 password is read from the environment variable the file names (``smtp.password_env``).
 
+No string may hold a line break or another control character (only the multi-line texts,
+``site.postal_address`` and ``web.consent_text``, may have line breaks and tabs): many values
+end up in a header or an SMTP command (``sending.unsubscribe_mailto``, ``sender.*``,
+``site.name``, ``smtp.ehlo_name``...), and a CR LF there would add a header of its own.
+
 Every key is documented in ``config.example.toml``; a test keeps the two in step.
 """
 
@@ -12,8 +17,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+import unicodedata
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -22,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -44,11 +51,46 @@ def _check_timezone(name: str) -> str:
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 
 
+_MULTILINE_ALLOWED = frozenset("\t\n\r")
+
+
+def _refuse_controls(value: str, *, multiline: bool) -> None:
+    """ValueError if ``value`` holds a control character (Unicode Cc), or a line or paragraph
+    separator; line breaks and tabs pass when ``multiline``."""
+    for ch in value:
+        if multiline and ch in _MULTILINE_ALLOWED:
+            continue
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            if ch in "\r\n\x85\u2028\u2029":
+                raise ValueError(f"contains a line break (U+{ord(ch):04X}): write it on one line")
+            raise ValueError(f"contains the control character U+{ord(ch):04X}: remove it")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields whose text may span lines (the others must be one line, see the module doc).
+    _multiline: ClassVar[frozenset[str]] = frozenset()
+    # Fields not read from the file, and so not checked.
+    _unchecked: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*")
+    @classmethod
+    def _one_line(cls, value: object, info: ValidationInfo) -> object:
+        if info.field_name in cls._unchecked:
+            return value
+        multiline = info.field_name in cls._multiline
+        if isinstance(value, str):
+            _refuse_controls(value, multiline=multiline)
+        elif isinstance(value, tuple):
+            for item in value:
+                if isinstance(item, str):
+                    _refuse_controls(item, multiline=multiline)
+        return value
 
 
 class SiteSettings(_Section):
+    _multiline: ClassVar[frozenset[str]] = frozenset({"postal_address"})
+
     name: str = "My Newsletter"
     base_url: str = "http://localhost:8000"
     postal_address: str = ""
@@ -100,6 +142,18 @@ class SendingSettings(_Section):
     pause_complaint_rate: float = Field(default=0.003, ge=0, le=1)
     pause_min_attempts: int = Field(default=500, ge=1)
 
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailto_fits_in_angle_brackets(cls, value: str) -> str:
+        # It goes into List-Unsubscribe as <mailto:...>; the address itself is checked when
+        # an issue is composed (and by `newsletter check`).
+        if any(c.isspace() or c in '<>"' for c in value.strip()):
+            raise ValueError(
+                f"{value.strip()!r} may not contain spaces, quotes or angle brackets "
+                "(percent-encode them in the ?subject=)"
+            )
+        return value
+
 
 class FeedSettings(_Section):
     url: str
@@ -126,6 +180,8 @@ class DigestSettings(_Section):
 
 
 class WebSettings(_Section):
+    _multiline: ClassVar[frozenset[str]] = frozenset({"consent_text"})
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # Lists a visitor may join from the subscribe form and the preferences page.
@@ -140,6 +196,9 @@ class WebSettings(_Section):
     signup_limit_per_ip: int = Field(default=10, ge=1)
     signup_limit_per_address: int = Field(default=5, ge=1)
     signup_limit_window_seconds: float = Field(default=3600.0, gt=0)
+    # Per-IP limits count an IPv6 client by its network of this prefix length (a host gets
+    # a whole /64); IPv4 clients by their address.
+    ipv6_prefix: int = Field(default=64, ge=32, le=128)
     secret_env: str = "NEWSLETTER_WEB_SECRET"
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     cors_origins: tuple[str, ...] = ()
@@ -200,6 +259,8 @@ class SchedulerSettings(_Section):
 class Settings(_Section):
     """All settings; every section has defaults so an empty file is a valid config."""
 
+    _unchecked: ClassVar[frozenset[str]] = frozenset({"base_dir"})  # a directory on disk
+
     site: SiteSettings = SiteSettings()
     sender: SenderSettings = SenderSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -218,7 +279,7 @@ class Settings(_Section):
 def _describe(err: ValidationError, path: Path) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")  # our own validators' messages
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     return f"{path}: {key}: {msg}"
@@ -242,6 +303,8 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{path}: config file too deeply nested (not a config)") from None
     return settings_from_dict(raw, path)
 
 

@@ -24,7 +24,7 @@ def check(ctx: typer.Context) -> None:
     except ConfigError as exc:
         _show([Check("config", "fail", str(exc))])
         raise typer.Exit(1) from None
-    results = [Check("config", "ok", str(nl.config_path)), *run_checks(settings)]
+    results = [Check("config", "ok", str(nl.config_path)), *run_checks(settings, nl.config_path)]
     _show(results)
     if any(c.level == "fail" for c in results):
         raise typer.Exit(1)

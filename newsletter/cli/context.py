@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings, database_url, load_settings
 from ..errors import StoreError
-from ..store import connect, session_factory, writer_sessions
+from ..store import session_factory, writer_sessions
+from ..store.engine import db_error_line, open_database
 from ..store.migrate import require_current
 
 
@@ -37,8 +38,14 @@ class AppContext:
 
     @property
     def engine(self) -> Engine:
+        """The engine on the configured database, which must exist (StoreError if not)."""
+        return self.database()
+
+    def database(self, *, create: bool = False) -> Engine:
+        """The engine, opened once; ``create`` (init, db upgrade) makes a missing SQLite file.
+        Raises StoreError for a database that cannot be opened (see store.open_database)."""
         if self._engine is None:
-            self._engine = connect(database_url(self.settings))
+            self._engine = open_database(database_url(self.settings), create=create)
         return self._engine
 
     def sessions(self) -> sessionmaker[Session]:
@@ -73,11 +80,11 @@ class AppContext:
 
 @contextmanager
 def translate_db_errors() -> Iterator[None]:
-    """A lost or unreachable database becomes one StoreError line."""
+    """A lost or unreachable database becomes one StoreError line (password masked)."""
     try:
         yield
     except (OperationalError, InterfaceError) as exc:
-        raise StoreError(f"database error: {str(exc.orig).strip().splitlines()[0]}") from exc
+        raise StoreError(f"database error: {db_error_line(exc)}") from exc
 
 
 def app_context(ctx: typer.Context) -> AppContext:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
+from pathlib import Path
 
 import typer
 
+from ..errors import ConfigError
 from ..store import current_revision, head_revision, upgrade
-from .context import app_context
+from ..store.engine import PRIVATE_FILE_MODE
+from .context import AppContext, app_context
 from .output import console
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -29,10 +33,22 @@ def init(ctx: typer.Context) -> None:
     if nl.config_path.exists():
         console.print(f"Config {nl.config_path} exists; leaving it as it is.")
     else:
-        nl.config_path.parent.mkdir(parents=True, exist_ok=True)
-        nl.config_path.write_text(starter_config(), encoding="utf-8")
+        _write_private(nl.config_path, starter_config())
         console.print(f"Wrote {nl.config_path}: edit [site], [sender] and [smtp] before sending.")
     _upgrade(nl)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a new file readable by its owner only, whatever the umask: the config names
+    the database and, with PostgreSQL, may hold its password. Raises ConfigError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), PRIVATE_FILE_MODE)
+            fh.write(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write config file {path}: {exc.strerror or exc}") from exc
 
 
 @db_app.command("upgrade")
@@ -41,9 +57,10 @@ def db_upgrade(ctx: typer.Context) -> None:
     _upgrade(app_context(ctx))
 
 
-def _upgrade(nl) -> None:
-    before = current_revision(nl.engine)
-    upgrade(nl.engine)
+def _upgrade(nl: AppContext) -> None:
+    engine = nl.database(create=True)
+    before = current_revision(engine)
+    upgrade(engine)
     after = head_revision()
     if before == after:
         console.print(f"Database is up to date (revision {after}).")

@@ -7,6 +7,9 @@ leaves no partial message in ``new/``. The file is the message as it would go on
 (CRLF line endings) with ``Return-Path`` and ``Delivered-To`` lines in front, as a local
 delivery agent adds them, so the envelope can be checked too. The file name holds the
 envelope key: ``<seconds>.K<key>P<pid>Q<n>.<host>.eml``.
+
+The messages hold subscribers' addresses and personal links: the directories it creates are
+0700 and every file 0600, whatever the umask.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from .base import (
 )
 
 _counter = itertools.count(1)  # unique within the process, with the pid across processes
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 def _host_part() -> str:
@@ -78,8 +84,10 @@ class MaildirTransport:
     def _write_one(self, env: Envelope) -> Result:
         if not self._ready:
             try:
-                for sub in ("tmp", "new", "cur"):
-                    (self.path / sub).mkdir(parents=True, exist_ok=True)
+                for folder in (self.path, *(self.path / s for s in ("tmp", "new", "cur"))):
+                    with contextlib.suppress(FileExistsError):  # existing ones keep their mode
+                        folder.mkdir(mode=_DIR_MODE, parents=True)
+                        folder.chmod(_DIR_MODE)  # whatever the umask took off
             except OSError as exc:
                 raise TransportError(
                     one_line(f"cannot create the maildir {self.path}: {exc}")
@@ -94,7 +102,9 @@ class MaildirTransport:
         tmp = self.path / "tmp" / name
         header = f"Return-Path: <{env.mail_from}>\r\nDelivered-To: {env.rcpt_to}\r\n"
         try:
-            with open(tmp, "xb") as fh:
+            fd = os.open(tmp, _CREATE, _FILE_MODE)
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fd, _FILE_MODE)  # whatever the umask took off
                 fh.write(header.encode())
                 fh.write(env.data)
                 fh.flush()
