@@ -14,8 +14,11 @@ Links and tokens:
   copy of the database holds no working confirmation link.
 
 Sign-ups answer the same whatever the store knows about the address (new, unconfirmed,
-active, unsubscribed, bounced, erased, in the cool-down): only the email that goes out, or
-not, differs, and it is sent after the answer.
+active, unsubscribed, bounced, erased, in the cool-down), and take the same time: every
+sign-up runs the same statements (the writes of one that must store nothing are rolled back
+to a savepoint). Only the email that goes out, or not, differs, and it is sent after the
+answer. Per-IP limits count an IPv6 client by its network (``[web] ipv6_prefix``, /64), so
+one host cannot step around them with the addresses of its own prefix.
 
 Raises InvalidEmailError (a bad address), InvalidInputError (a list that is not offered),
 NotFoundError (no subscriber or confirmation has that token: the web answers 404) and
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -35,7 +39,6 @@ from typing import Any, Literal
 from sqlalchemy import case, delete, exists, func, literal, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..config import WebSettings
@@ -78,6 +81,7 @@ class OptInPolicy:
     limit_per_ip: int = 10
     limit_per_address: int = 5
     window: timedelta = timedelta(hours=1)
+    ipv6_prefix: int = 64
 
     @classmethod
     def from_settings(cls, web: WebSettings) -> OptInPolicy:
@@ -89,6 +93,7 @@ class OptInPolicy:
             limit_per_ip=web.signup_limit_per_ip,
             limit_per_address=web.signup_limit_per_address,
             window=timedelta(seconds=web.signup_limit_window_seconds),
+            ipv6_prefix=web.ipv6_prefix,
         )
 
 
@@ -136,6 +141,12 @@ class ConfirmResult:
 # --- rate limits ---------------------------------------------------------------------------
 
 
+def _insert(session: Session, table: Any) -> Any:
+    """An INSERT with this database's ON CONFLICT clauses (PostgreSQL or SQLite)."""
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
 def _hashed(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode('utf-8')).hexdigest()[:40]}"
 
@@ -150,11 +161,9 @@ def count_request(
     leaves the counter at the limit, so the window is not stretched by refused requests.
     """
     table = RateLimit.__table__
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stamp = literal(now, table.c.window_start.type)
     restart = table.c.window_start <= literal(now - window, table.c.window_start.type)
-    stmt = insert(table).values(key=_hashed(kind, who), window_start=now, hits=1)
+    stmt = _insert(session, table).values(key=_hashed(kind, who), window_start=now, hits=1)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.key],
         set_={
@@ -167,6 +176,35 @@ def count_request(
         retry_after = max(1, int((start + window - now).total_seconds() + 0.999))
         what = "from this address" if kind.endswith("ip") else "for this email address"
         raise RateLimitedError(what, retry_after)
+
+
+def client_network(ip: str, ipv6_prefix: int) -> str:
+    """What per-IP limits count a client by: an IPv4 address itself (also when written as an
+    IPv4-mapped IPv6 address), an IPv6 address's ``/ipv6_prefix`` network (a host is given a
+    whole /64, so counting single IPv6 addresses would let it sign up without limit), and
+    anything that is not an address (no client known) as it is."""
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ip.strip()[:100]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network((address, ipv6_prefix), strict=False))
+    return str(address)
+
+
+def count_signup_ip(session: Session, ip: str, policy: OptInPolicy, *, now: datetime) -> None:
+    """Count one sign-up request from ``ip`` (by ``client_network``) against
+    ``policy.limit_per_ip``. Raises RateLimitedError beyond it."""
+    count_request(
+        session,
+        "signup-ip",
+        client_network(ip, policy.ipv6_prefix),
+        limit=policy.limit_per_ip,
+        window=policy.window,
+        now=now,
+    )
 
 
 # --- sign-up -------------------------------------------------------------------------------
@@ -188,27 +226,21 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
-def _find_or_create(session: Session, email: str, key: str, name: str) -> Subscriber:
-    """The subscriber with this address, created unconfirmed if new. A concurrent sign-up of
-    the same new address (the unique email_key) is resolved by reading the winner's row."""
-    stmt = select(Subscriber).where(Subscriber.email_key == key)
-    sub = session.scalar(stmt)
-    if sub is not None:
-        return sub
-    try:
-        with session.begin_nested():
-            sub = Subscriber(
-                email=email,
-                email_key=key,
-                name=name,
-                status="unconfirmed",
-                attributes={},
-                source=SOURCE,
-            )
-            session.add(sub)
-    except IntegrityError:
-        sub = session.scalars(stmt).one()
-    return sub
+def _subscriber_for(session: Session, email: str, key: str, name: str) -> Subscriber:
+    """The subscriber with this address, inserted unconfirmed first if there is none: one
+    insert that does nothing for a known address (so a known and a new one take the same
+    statements), and resolves a concurrent sign-up of the same new address by the unique
+    email_key."""
+    table = Subscriber.__table__
+    values = {"email": email, "email_key": key, "name": name, "status": "unconfirmed"}
+    values |= {"attributes": {}, "source": SOURCE}
+    stmt = (
+        _insert(session, table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[table.c.email_key])
+    )
+    session.execute(stmt)
+    return session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one()
 
 
 def request_signup(
@@ -222,6 +254,10 @@ def request_signup(
     stored unconfirmed with a "subscribed" consent event (time, IP, user agent, source page,
     consent text version, lists); an existing subscriber's name and lists change only when
     they confirm.
+
+    Every case runs the same statements, so the time of the answer does not tell whether
+    the address is known: the person, the link and the event are written in a savepoint,
+    which is rolled back when nothing may be stored.
 
     Raises InvalidEmailError, InvalidInputError (a list not offered) and RateLimitedError
     (more than ``policy.limit_per_address`` requests for this address in the window).
@@ -237,16 +273,19 @@ def request_signup(
         window=policy.window,
         now=now,
     )
-    if req.honeypot.strip() or is_suppressed(session, address.key):
-        return None
-    sub = _find_or_create(session, address.email, address.key, name)
-    if sub.status in ("bounced", "complained"):
-        return None
+    suppressed = is_suppressed(session, address.key)  # asked even for a honeypot
+    savepoint = session.begin_nested()
+    sub = _subscriber_for(session, address.email, address.key, name)
     recent = select(Confirmation.id).where(
         Confirmation.subscriber_id == sub.id, Confirmation.created_at > now - policy.cooldown
     )
-    if session.scalar(recent.limit(1)) is not None:
-        return None
+    in_cooldown = session.scalar(recent.limit(1)) is not None
+    refused = (
+        suppressed
+        or in_cooldown
+        or bool(req.honeypot.strip())
+        or sub.status in ("bounced", "complained")
+    )
     version = req.consent_version.strip()
     consent = {
         "method": "double-opt-in",
@@ -280,7 +319,12 @@ def request_signup(
         at=now,
     )
     session.flush()
-    return ConfirmationMail(confirmation.id, sub.email, name or sub.name, token)
+    mail = ConfirmationMail(confirmation.id, sub.email, name or sub.name, token)
+    if refused:
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    return mail
 
 
 def forget_confirmation(session: Session, confirmation_id: int) -> None:

@@ -1,5 +1,5 @@
 """What keeps the web service safe to expose: response headers, form (CSRF) tokens, the
-origin check, and log lines without secrets.
+origin check, the client's address behind a proxy, and log lines without secrets.
 
 CSRF: there are no cookies and no log-in; every page that changes state is reached through
 a link token (the subscriber's or a confirmation's). Its forms carry a stateless token,
@@ -9,6 +9,14 @@ a link token (the subscriber's or a confirmation's). Its forms carry a stateless
 endpoint is exempt by design (mail providers POST to it without any page), and so is the
 subscribe form, which the blog embeds on another origin (double opt-in, the honeypot and
 the rate limits guard it).
+
+Client address: ``X-Forwarded-For`` (and ``X-Forwarded-Proto``) are believed only when the
+direct peer is one of ``[web] trusted_proxies``. The chain is read from the right, each proxy
+having appended the address it saw: the client is the right-most address that is not a
+trusted proxy. A malformed entry ends the walk (no proxy vouched for what lies left of it),
+and the client is then the last trusted hop. The app does this itself
+(``ClientAddressMiddleware``; uvicorn's proxy headers are off), so the rate limits and the
+consent records never see a value the client chose.
 """
 
 from __future__ import annotations
@@ -16,10 +24,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
 import secrets
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -28,6 +38,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import WebSettings
+from ..errors import ConfigError
 
 CSRF_MAX_AGE = timedelta(hours=12)
 CSRF_FIELD = "csrf_token"
@@ -94,6 +105,125 @@ def same_origin(request: Request, base_url: str) -> bool:
         return True
     here = f"{request.url.scheme}://{request.url.netloc}".lower()
     return origin.lower() in (origin_of(base_url), here)
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _port(text: str) -> bool:
+    return bool(_PORT.fullmatch(text)) and int(text) <= 65535
+
+
+def _plain(address: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address (``::ffff:192.0.2.1``, a dual-stack socket) as IPv4."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def forwarded_address(entry: str) -> IPAddress | None:
+    """One ``X-Forwarded-For`` entry as an address: ``192.0.2.1``, ``192.0.2.1:443``,
+    ``2001:db8::1``, ``[2001:db8::1]`` or ``[2001:db8::1]:443``; None for anything else
+    (``unknown``, obfuscated names, garbage)."""
+    text = entry.strip()
+    if len(text) > 100:
+        return None
+    if text.startswith("["):
+        text, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not (port[0] == ":" and _port(port[1:]))):
+            return None
+    elif text.count(":") == 1:
+        text, _, port = text.partition(":")
+        if not _port(port):
+            return None
+    try:
+        return _plain(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+class TrustedProxies:
+    """``[web] trusted_proxies``: addresses and networks (``10.0.0.0/8``) of the reverse
+    proxies whose forwarding headers are believed. ``"*"`` believes any direct peer, but
+    only the addresses listed count as proxies inside the chain, so with ``["*"]`` alone the
+    client is the right-most address of ``X-Forwarded-For`` (what the nearest proxy saw).
+
+    Raises ConfigError for an entry that is neither an address, a network nor ``*``.
+    """
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.any_peer = False
+        networks = []
+        for entry in entries:
+            if entry.strip() == "*":
+                self.any_peer = True
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"web.trusted_proxies: {entry[:60]!r} is not an IP address or network"
+                ) from None
+        self._networks = tuple(networks)
+
+    def _listed(self, address: IPAddress) -> bool:
+        return any(address in network for network in self._networks)
+
+    def is_proxy(self, peer: str) -> bool:
+        """Whether the direct peer ``peer`` may tell us who the client is."""
+        if self.any_peer:
+            return True
+        try:
+            return self._listed(_plain(ipaddress.ip_address(peer)))
+        except ValueError:
+            return False
+
+    def client_address(self, peer: str, forwarded_for: Sequence[str]) -> str:
+        """The client of a request from ``peer`` with these ``X-Forwarded-For`` values (every
+        such header, in order): the right-most address of the chain that is not a trusted
+        proxy; the left-most if all are; ``peer`` itself when it is not a trusted proxy or
+        sent no usable value. A malformed entry ends the walk at the last trusted hop."""
+        if not self.is_proxy(peer):
+            return peer
+        client = peer
+        entries = [entry for value in forwarded_for for entry in value.split(",")]
+        for entry in reversed(entries):
+            address = forwarded_address(entry)
+            if address is None:
+                break
+            client = str(address)
+            if not self._listed(address):
+                break
+        return client
+
+
+class ClientAddressMiddleware:
+    """Sets the request's client (``request.client.host``) and scheme from a trusted proxy's
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` (see ``TrustedProxies``); from anyone else
+    these headers change nothing."""
+
+    def __init__(self, app: ASGIApp, *, proxies: TrustedProxies) -> None:
+        self.app = app
+        self.proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client") if scope["type"] in ("http", "websocket") else None
+        if client and self.proxies.is_proxy(client[0]):
+            forwarded: list[str] = []
+            proto = ""
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-for":
+                    forwarded.append(value.decode("latin-1"))
+                elif name == b"x-forwarded-proto":
+                    proto = value.decode("latin-1").rsplit(",", 1)[-1].strip().lower()
+            scope = dict(scope)
+            host = self.proxies.client_address(client[0], forwarded)
+            if host != client[0]:
+                scope["client"] = (host, 0)
+            if proto in ("http", "https") and scope["type"] == "http":
+                scope["scheme"] = proto
+        await self.app(scope, receive, send)
 
 
 class SecurityHeadersMiddleware:

@@ -1,6 +1,6 @@
 """Serving the app with uvicorn: one place for the server options `newsletter serve` and the
-tests share (proxy headers from ``web.trusted_proxies`` only, no Server header, our own
-access log that redacts link tokens instead of uvicorn's)."""
+tests share (no proxy headers: the app reads them from ``web.trusted_proxies`` only; no
+Server header; our own access log that redacts link tokens instead of uvicorn's)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,7 @@ def uvicorn_config(
     """uvicorn settings for ``app``. ``log_config`` None leaves logging as it is."""
     return uvicorn.Config(
         app,
-        proxy_headers=True,
-        forwarded_allow_ips=list(web.trusted_proxies),
+        proxy_headers=False,  # security.ClientAddressMiddleware: right-most untrusted hop
         server_header=False,
         access_log=False,
         lifespan="on",
