@@ -1,4 +1,4 @@
-"""`newsletter issue create|ls|show|preview|lint`."""
+"""`newsletter issue create|edit|unpublish|ls|show|send|preview|lint|...`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ..delivery.send import SendSummary, send_issue, set_issue_status
 from ..delivery.send import abort as abort_send
 from ..delivery.testsend import test_send
 from ..errors import InvalidInputError
+from ..issues import archive as archive_
 from ..issues import lint as lint_
 from ..issues import preview as preview_
 from ..issues import schedule, service
@@ -56,6 +57,12 @@ def create(
     ),
     subject: str | None = typer.Option(None, "--subject", help="Default: the post's title."),
     preheader: str | None = typer.Option(None, "--preheader", help="Inbox preview text."),
+    archive: bool | None = typer.Option(
+        None,
+        "--archive/--no-archive",
+        help="In the public web archive, or not. Default: as its list says (`list edit "
+        "--public/--private`); an issue to every subscriber is public.",
+    ),
 ) -> None:
     """Create a draft issue from a post or as a digest."""
     nl = app_context(ctx)
@@ -70,6 +77,7 @@ def create(
             list_name=list_name,
             subject=subject,
             preheader=preheader,
+            archive=archive,
         )
         n_posts = len(issue.posts)
         audience = service.audience_size(session, issue)
@@ -78,6 +86,38 @@ def create(
         f"{'s' if n_posts != 1 else ''}, {audience} active recipients now)."
     )
     console.print(f"Next: newsletter issue preview {issue.id}")
+
+
+@issue_app.command("edit")
+def edit(
+    ctx: typer.Context,
+    issue_id: int = ISSUE_ID,
+    subject: str | None = typer.Option(None, "--subject", help="New subject (before sending)."),
+    preheader: str | None = typer.Option(None, "--preheader", help="New inbox preview text."),
+    archive: bool | None = typer.Option(
+        None, "--archive/--no-archive", help="Put it in the public web archive, or take it out."
+    ),
+) -> None:
+    """Change an issue's subject or preheader (before it is sent), or its archive setting."""
+    nl = app_context(ctx)
+    with nl.transaction() as session:
+        issue = service.edit_issue(
+            session, issue_id, subject=subject, preheader=preheader, archive=archive
+        )
+        public = archive_.is_public(issue, nl.settings)
+        subject_now = issue.subject
+    console.print(
+        f"Issue {issue_id}: {subject_now!r}; archive: {'public' if public else 'private'}."
+    )
+
+
+@issue_app.command("unpublish")
+def unpublish(ctx: typer.Context, issue_id: int = ISSUE_ID) -> None:
+    """Take an issue out of the public web archive and its feed (its recipients' web-view
+    links keep working)."""
+    with app_context(ctx).transaction() as session:
+        service.edit_issue(session, issue_id, archive=False)
+    console.print(f"Issue {issue_id} is no longer in the public archive.")
 
 
 @issue_app.command("ls")
@@ -104,7 +144,8 @@ def show(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Status of one issue, its posts and its audience."""
-    with app_context(ctx).transaction() as session:
+    nl = app_context(ctx)
+    with nl.transaction() as session:
         issue = service.get_issue(session, issue_id)
         row = service.issue_row(issue)
         row["audience"] = service.audience_size(session, issue)
@@ -118,6 +159,10 @@ def show(
         row["rate_per_second"] = ledger.send_rate(session, issue)
         row["pause_reason"] = issue.pause_reason or None
         row["backoff"] = reputation.backoffs_for_show(session)
+        row["public"] = archive_.is_public(issue, nl.settings)
+        row["web_url"] = nl.settings.site.base_url.rstrip("/") + archive_.web_path(
+            session, issue, nl.settings
+        )
     if as_json:
         print_json(row)
         return
@@ -128,6 +173,7 @@ def show(
     console.print(f"  kind      {row['kind']}")
     console.print(f"  list      {row['list'] or '(every active subscriber)'}")
     console.print(f"  audience  {row['audience']} active subscribers")
+    console.print(f"  archive   {'public' if row['public'] else 'private'}: {row['web_url']}")
     for p in row["posts"]:
         console.print(f"  post {p['id']:<5} {p['title']}")
     if any(row["deliveries"].values()):

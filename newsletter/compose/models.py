@@ -39,6 +39,8 @@ class IssueContent:
     subject: str
     preheader: str
     posts: tuple[PostView, ...]
+    # Path of its web-view page under site.base_url (newsletter.issues.archive.web_path).
+    web_path: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

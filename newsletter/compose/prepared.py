@@ -227,7 +227,7 @@ def _render_documents(
         "posts": posts,
         "post": posts[0],
         "web": web,
-        "web_url": f"{base}/archive/{content.issue_id}",
+        "web_url": f"{base}{content.web_path or '/archive'}",
         "content_width": CONTENT_WIDTH,
         **personal,
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import shutil
 import threading
 import time
@@ -59,6 +60,10 @@ url = "sqlite:///newsletter.db"
 [sending]
 transport = "maildir"
 maildir_path = "outbox"
+
+[web]
+# Visitors may join "blog" on the subscribe form, so its issues are in the public archive.
+lists = ["blog"]
 
 # Your blog's feed goes here, e.g.
 # [[feeds]]
@@ -151,7 +156,8 @@ def _show_web(settings: Settings, engine: Engine, outbox: Path, subject: str) ->
             message = email.message_from_bytes(
                 sorted(outbox.iterdir())[0].read_bytes(), policy=email.policy.default
             )
-            one_click = str(message["List-Unsubscribe"]).split(">")[0].lstrip("<")
+            links = re.findall(r"<([^>]+)>", str(message["List-Unsubscribe"]))
+            one_click = next((u for u in links if u.startswith("http")), "")
             path = urlsplit(one_click).path
             answer = http.post(path, data={"List-Unsubscribe": "One-Click"})
             if answer.status_code != 200:

@@ -12,6 +12,7 @@ from ..compose import PreparedIssue, Recipient, prepare_issue
 from ..config import Settings
 from ..errors import InvalidInputError
 from ..store.models import Issue, Membership, Subscriber
+from . import archive
 from .service import issue_content
 
 # Stands in when the audience is empty, so a preview always works.
@@ -27,8 +28,11 @@ class Preview:
 
 
 def prepare(issue: Issue, settings: Settings) -> PreparedIssue:
-    """Render the issue once (templates from [templates] dir, else the built-in ones)."""
-    return prepare_issue(issue_content(issue), settings)
+    """Render the issue once (templates from [templates] dir, else the built-in ones), with
+    its web-view link (signed for a private issue: the issue must be in a session)."""
+    session = Session.object_session(issue)
+    path = archive.web_path(session, issue, settings) if session is not None else ""
+    return prepare_issue(issue_content(issue, web_path=path), settings)
 
 
 def sample_recipient(session: Session, issue: Issue) -> Recipient:

@@ -43,8 +43,10 @@ def create_issue(
     subject: str | None = None,
     preheader: str | None = None,
     waiting_only: bool = False,
+    archive: bool | None = None,
 ) -> Issue:
     """Create a draft issue from one post (``post_id`` or ``latest``) or a digest.
+    ``archive``: in the public archive or not (None: as its list says, see issues.archive).
 
     A digest holds every post not yet in another issue to the same list (drafts count;
     cancelled and missed issues do not), published after ``since`` if given, newest first
@@ -71,6 +73,7 @@ def create_issue(
         posts = [post]
         default_subject, default_preheader = post.title, post.summary
     issue = Issue(
+        archive=archive,
         kind="digest" if digest else "post",
         subject=_subject(subject if subject is not None else default_subject),
         preheader=clean_line(preheader if preheader is not None else default_preheader)[:200],
@@ -127,6 +130,35 @@ def get_issue(session: Session, issue_id: int) -> Issue:
     return issue
 
 
+EDITABLE = ("draft", "scheduled")  # an issue whose text may still change
+
+
+def edit_issue(
+    session: Session,
+    issue_id: int,
+    *,
+    subject: str | None = None,
+    preheader: str | None = None,
+    archive: bool | None = None,
+) -> Issue:
+    """Change an issue's subject or preheader (before sending starts) or whether it is in
+    the public archive (at any time). InvalidInputError for a text change once sending
+    started: its emails already went out with the old one."""
+    issue = get_issue(session, issue_id)
+    if (subject is not None or preheader is not None) and issue.status not in EDITABLE:
+        raise InvalidInputError(
+            f"issue {issue_id} is {issue.status}: its subject and preheader can no longer change"
+        )
+    if subject is not None:
+        issue.subject = _subject(subject)
+    if preheader is not None:
+        issue.preheader = clean_line(preheader)[:200]
+    if archive is not None:
+        issue.archive = archive
+    session.flush()
+    return issue
+
+
 def iter_issues(session: Session) -> Iterator[Issue]:
     yield from session.scalars(select(Issue).order_by(Issue.id.desc()))
 
@@ -153,12 +185,16 @@ def issue_row(issue: Issue) -> dict[str, Any]:
         "preheader": issue.preheader,
         "post_ids": [p.id for p in issue.posts],
         "created_at": issue.created_at.isoformat(),
+        "archive": issue.archive,
+        "slug": issue.slug,
     }
 
 
-def issue_content(issue: Issue) -> IssueContent:
-    """What the composer needs of an issue (no database objects cross over)."""
+def issue_content(issue: Issue, *, web_path: str = "") -> IssueContent:
+    """What the composer needs of an issue (no database objects cross over); ``web_path``:
+    its web-view page (newsletter.issues.archive.web_path)."""
     return IssueContent(
+        web_path=web_path,
         issue_id=issue.id,
         kind=issue.kind,  # type: ignore[arg-type]
         subject=issue.subject,

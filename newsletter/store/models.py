@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -135,6 +136,9 @@ class MailingList(Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    # Whether its issues are in the public archive; None: only if it is on the subscribe
+    # form ([web] lists). See newsletter.issues.archive.
+    public: Mapped[bool | None] = mapped_column(Boolean, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     subscribers: Mapped[list[Subscriber]] = relationship(
@@ -272,6 +276,12 @@ class Issue(Base):
     pause_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
     # 1 once a marketer resumed it after such a pause: the guard does not pause it again.
     guard_off: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # In the public archive? None: as its list says (newsletter.issues.archive).
+    archive: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    # The unguessable name of its archive and web-view pages (never the sequential id).
+    slug: Mapped[str] = mapped_column(
+        String(32), unique=True, index=True, default=lambda: secrets.token_urlsafe(16)
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

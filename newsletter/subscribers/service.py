@@ -29,14 +29,31 @@ from .validate import clean_name, normalise_email, suppression_hash
 # --- lists -------------------------------------------------------------------------------
 
 
-def create_list(session: Session, name: str, description: str = "") -> MailingList:
+def create_list(
+    session: Session, name: str, description: str = "", *, public: bool | None = None
+) -> MailingList:
+    """A new list. ``public``: its issues are in the public archive (None: only if it is on
+    the subscribe form, see newsletter.issues.archive)."""
     name = name.strip()
     if not name or len(name) > 100 or any(c in name for c in "\r\n\t"):
         raise InvalidInputError("a list name needs 1 to 100 characters on one line")
     if session.scalar(select(MailingList.id).where(MailingList.name == name)) is not None:
         raise InvalidInputError(f"list {name!r} already exists")
-    mlist = MailingList(name=name, description=description.strip())
+    mlist = MailingList(name=name, description=description.strip(), public=public)
     session.add(mlist)
+    session.flush()
+    return mlist
+
+
+def edit_list(
+    session: Session, name: str, *, description: str | None = None, public: bool | None = None
+) -> MailingList:
+    """Change a list's description or whether its issues are public."""
+    mlist = get_list(session, name)
+    if description is not None:
+        mlist.description = description.strip()
+    if public is not None:
+        mlist.public = public
     session.flush()
     return mlist
 

@@ -41,22 +41,26 @@ from ..errors import (
     StoreError,
 )
 from ..store import session_factory, writer_sessions
+from ..store.engine import db_error_line
 from ..store.models import utcnow
 from ..subscribers.optin import (
     ConfirmationMail,
     OptInPolicy,
     SignupRequest,
-    count_request,
+    count_signup_ip,
     expire_signups,
     forget_confirmation,
     request_signup,
 )
 from . import handlers
+from .inputs import UnexpectedErrorMiddleware
 from .mail import ConfirmationMailer
 from .security import (
     AccessLogMiddleware,
+    ClientAddressMiddleware,
     CsrfSigner,
     SecurityHeadersMiddleware,
+    TrustedProxies,
     load_secret,
 )
 
@@ -105,8 +109,7 @@ class WebApp:
             with sessions() as session, session.begin():
                 yield session
         except (OperationalError, InterfaceError) as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise StoreError(f"database error: {first}") from exc
+            raise StoreError(f"database error: {db_error_line(exc)}") from exc
 
     def _call(
         self,
@@ -131,22 +134,15 @@ class WebApp:
     # -- sign-ups -------------------------------------------------------------------------
 
     async def signup(self, req: SignupRequest) -> ConfirmationMail | None:
-        """Count the request against the client's limit (committed even if the sign-up then
-        fails) and record the sign-up. Returns the email to send after answering.
+        """Count the request against the client's limit (its IPv6 network; committed even if
+        the sign-up then fails) and record the sign-up. Returns the email to send after
+        answering.
 
         Raises RateLimitedError, InvalidEmailError, InvalidInputError, StoreError.
         """
         now = self.clock()
-        policy = self.policy
-        await self.run(
-            count_request,
-            "signup-ip",
-            req.ip,
-            limit=policy.limit_per_ip,
-            window=policy.window,
-            now=now,
-        )
-        return await self.run(request_signup, req, policy, now=now)
+        await self.run(count_signup_ip, req.ip, self.policy, now=now)
+        return await self.run(request_signup, req, self.policy, now=now)
 
     async def deliver_confirmation(self, mail: ConfirmationMail) -> None:
         """Send a confirmation email (after the answer went out, so its timing reveals
@@ -265,7 +261,7 @@ def _routes(settings: Settings) -> list[BaseRoute]:
         Route("/preferences/{token}/erase", handlers.preferences_erase, methods=["POST"]),
         Route("/archive", handlers.archive_index, methods=["GET"]),
         Route("/archive/feed.xml", handlers.archive_feed, methods=["GET"]),
-        Route("/archive/{issue_id:int}", handlers.archive_issue, methods=["GET"]),
+        Route("/archive/{slug}", handlers.archive_issue, methods=["GET"]),
     ]
 
 
@@ -282,7 +278,8 @@ def create_app(
     ``clock`` gives the current UTC time (tests move it); ``secret`` signs form tokens
     (default: from ``web.secret_env``, else random); ``cleanup_interval`` is the period of
     the expired-sign-up clean-up (None: never, e.g. when another process runs it).
-    Raises ContentError if ``[templates] dir`` does not exist.
+    Raises ContentError if ``[templates] dir`` does not exist, ConfigError for a
+    ``web.trusted_proxies`` entry that is not an address or network.
     """
     web = WebApp(settings, engine, clock=clock, secret=secret)
 
@@ -302,10 +299,14 @@ def create_app(
     app = Starlette(
         routes=_routes(settings),
         middleware=[
+            Middleware(
+                ClientAddressMiddleware, proxies=TrustedProxies(settings.web.trusted_proxies)
+            ),
             Middleware(AccessLogMiddleware),
             Middleware(
                 SecurityHeadersMiddleware, hsts=settings.site.base_url.startswith("https://")
             ),
+            Middleware(UnexpectedErrorMiddleware),
         ],
         exception_handlers={
             NotFoundError: _not_found,

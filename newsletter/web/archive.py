@@ -1,10 +1,11 @@
 """The public archive: issues that went out, their "view in browser" pages and an Atom feed.
 
 An issue is in the archive once sending started (its emails carry the web-view link from
-the first message on) unless it was cancelled. Pages are rendered by the composer with no
-personal fields (``compose.render_web_html``), so one reader never sees another's name,
-address or links. Each function takes the caller's Session; NotFoundError for an issue that
-is not (or not yet) published.
+the first message on) unless it was cancelled, and only if it is public; a private one is
+shown only to its signed web-view link (newsletter.issues.archive says what is public).
+Pages are rendered by the composer with no personal fields (``compose.render_web_html``),
+so one reader never sees another's name, address or links. Each function takes the caller's
+Session; NotFoundError for an issue that is not (or not yet) published.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ..compose import IssueContent
+from ..config import Settings
 from ..errors import NotFoundError
+from ..issues import archive
 from ..issues.service import issue_content
-from ..store.models import Issue
+from ..store.models import Issue, MailingList
 
-PUBLISHED = ("sending", "paused", "sent")
+PUBLISHED = archive.PUBLISHED
 FEED_SIZE = 20
 
 
@@ -29,17 +32,25 @@ class ArchiveEntry:
     """One published issue as the archive list and the feed show it."""
 
     issue_id: int
+    slug: str
     subject: str
     preheader: str
     published_at: datetime
     post_titles: tuple[str, ...]
 
 
-def published_issues(session: Session, *, limit: int | None = None) -> list[ArchiveEntry]:
-    """Published issues, newest first (by the time sending started)."""
+def published_issues(
+    session: Session, settings: Settings, *, limit: int | None = None
+) -> list[ArchiveEntry]:
+    """Public published issues, newest first (by the time sending started)."""
     stmt = (
         select(Issue)
-        .where(Issue.status.in_(PUBLISHED), Issue.started_at.is_not(None))
+        .outerjoin(MailingList, MailingList.id == Issue.list_id)
+        .where(
+            Issue.status.in_(PUBLISHED),
+            Issue.started_at.is_not(None),
+            archive.public_clause(settings),
+        )
         .order_by(Issue.started_at.desc(), Issue.id.desc())
         .options(selectinload(Issue.posts))
     )
@@ -48,6 +59,7 @@ def published_issues(session: Session, *, limit: int | None = None) -> list[Arch
     return [
         ArchiveEntry(
             issue_id=i.id,
+            slug=i.slug,
             subject=i.subject,
             preheader=i.preheader,
             published_at=i.started_at,  # type: ignore[arg-type]  # filtered above
@@ -57,9 +69,20 @@ def published_issues(session: Session, *, limit: int | None = None) -> list[Arch
     ]
 
 
-def published_issue(session: Session, issue_id: int) -> IssueContent:
-    """What the composer needs to show issue ``issue_id``; NotFoundError unless published."""
-    issue = session.get(Issue, issue_id)
-    if issue is None or issue.status not in PUBLISHED or issue.started_at is None:
-        raise NotFoundError(f"no published issue {issue_id}")
+def published_issue(
+    session: Session, settings: Settings, slug: str, signature: str | None = None
+) -> IssueContent:
+    """What the composer needs to show the issue named ``slug``: NotFoundError unless it is
+    published and public, or private with a valid web-view ``signature``."""
+    issue = session.scalars(select(Issue).where(Issue.slug == slug)).first()
+    if issue is None or not archive.visible(session, issue, settings, signature):
+        raise NotFoundError("no such issue in the archive")
     return issue_content(issue)
+
+
+def public_slug(session: Session, settings: Settings, issue_id: int) -> str:
+    """The slug of public published issue ``issue_id`` (old ``/archive/<id>`` links)."""
+    issue = session.get(Issue, issue_id)
+    if issue is None or not archive.is_published(issue) or not archive.is_public(issue, settings):
+        raise NotFoundError("no such issue in the archive")
+    return issue.slug

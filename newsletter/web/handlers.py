@@ -23,7 +23,7 @@ from starlette.responses import (
 )
 
 from ..compose import render_web_html
-from ..errors import FormExpiredError, InvalidInputError, RateLimitedError
+from ..errors import FormExpiredError, InvalidInputError, NotFoundError, RateLimitedError
 from ..subscribers.optin import (
     ConfirmOutcome,
     OptInPolicy,
@@ -38,7 +38,8 @@ from ..subscribers.optin import (
     unsubscribe_by_token,
     update_preferences,
 )
-from .archive import FEED_SIZE, published_issue, published_issues
+from .archive import FEED_SIZE, public_slug, published_issue, published_issues
+from .inputs import clean, path_token, read_json
 from .security import CSRF_FIELD, same_origin
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 
 MAX_FIELD = 1000  # characters kept of any form field (the core validates further)
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
+# A private issue's page, seen through its signed link: no shared cache, no search engine.
+PRIVATE_PAGE = {"Cache-Control": "private, max-age=300", "X-Robots-Tag": "noindex"}
 PENDING = "Thanks! If this address can receive the newsletter, a confirmation email is on its way."
 STATUS_TEXT = {
     "active": "Subscribed",
@@ -61,13 +64,17 @@ def _web(request: Request) -> WebApp:
 
 
 def _ip(request: Request) -> str:
-    """The client's address (from X-Forwarded-For only when the peer is a trusted proxy:
-    uvicorn applies ``web.trusted_proxies``)."""
+    """The client's address (from X-Forwarded-For only when the peer is one of
+    ``web.trusted_proxies``: ``security.ClientAddressMiddleware`` decides)."""
     return request.client.host if request.client else ""
 
 
 def _ua(request: Request) -> str:
-    return request.headers.get("user-agent", "")[:MAX_FIELD]
+    return clean(request.headers.get("user-agent", "")[:MAX_FIELD])
+
+
+def _referer(request: Request) -> str:
+    return clean(request.headers.get("referer", "")[:MAX_FIELD])
 
 
 async def _read_form(request: Request) -> FormData:
@@ -77,11 +84,11 @@ async def _read_form(request: Request) -> FormData:
 
 def _text(form: FormData, key: str) -> str:
     value = form.get(key)
-    return value[:MAX_FIELD] if isinstance(value, str) else ""
+    return clean(value[:MAX_FIELD]) if isinstance(value, str) else ""
 
 
 def _texts(form: FormData, key: str) -> tuple[str, ...]:
-    return tuple(v[:MAX_FIELD] for v in form.getlist(key) if isinstance(v, str))[:50]
+    return tuple(clean(v[:MAX_FIELD]) for v in form.getlist(key) if isinstance(v, str))[:50]
 
 
 def _csrf_ok(request: Request, form: FormData, purpose: str, token: str) -> bool:
@@ -115,14 +122,14 @@ def _form_context(
 
 async def home(request: Request) -> Response:
     web = _web(request)
-    issues = await web.read(published_issues, limit=5)
-    source = request.headers.get("referer", "")[:MAX_FIELD]
+    issues = await web.read(published_issues, web.settings, limit=5)
+    source = _referer(request)
     return web.page("web/home.html", {"form": _form_context(web, source=source), "issues": issues})
 
 
 async def subscribe_page(request: Request) -> Response:
     web = _web(request)
-    source = request.headers.get("referer", "")[:MAX_FIELD]
+    source = _referer(request)
     return web.page("web/subscribe.html", {"form": _form_context(web, source=source), "error": ""})
 
 
@@ -155,7 +162,7 @@ async def subscribe_form(request: Request) -> Response:
         lists=_texts(form, "list"),
         ip=_ip(request),
         user_agent=_ua(request),
-        source_page=_text(form, "source") or request.headers.get("referer", "")[:MAX_FIELD],
+        source_page=_text(form, "source") or _referer(request),
         consent_version=_text(form, "consent_version"),
         channel="form",
         honeypot=_text(form, "website"),
@@ -186,9 +193,9 @@ async def api_subscribe(request: Request) -> Response:
     if media != "application/json":
         return _json_error("send a JSON object (Content-Type: application/json)", 415)
     try:
-        data = await request.json()
-    except ValueError:
-        return _json_error("the body is not valid JSON", 400)
+        data = await read_json(request)
+    except InvalidInputError as exc:
+        return _json_error(str(exc), 400)
     if not isinstance(data, dict):
         return _json_error("send a JSON object", 400)
     lists = data.get("lists", data.get("list", []))
@@ -204,7 +211,7 @@ async def api_subscribe(request: Request) -> Response:
         lists=tuple(x[:MAX_FIELD] for x in lists[:50]),
         ip=_ip(request),
         user_agent=_ua(request),
-        source_page=(data.get("source", "") or request.headers.get("referer", ""))[:MAX_FIELD],
+        source_page=(data.get("source", "") or _referer(request))[:MAX_FIELD],
         consent_version=data.get("consent_version", "")[:MAX_FIELD],
         channel="api",
         honeypot=data.get("website", "")[:MAX_FIELD],
@@ -242,7 +249,7 @@ async def confirm_page(request: Request) -> Response:
     """The confirmation link: a page with one button (mail scanners follow links; only a
     person presses the button), or a polite word if the link was used or is too old."""
     web = _web(request)
-    token = request.path_params["token"]
+    token = path_token(request)
     now = web.clock()
     state = await web.read(lambda s: confirmation_state(find_confirmation(s, token), now=now))
     if state is not None:
@@ -263,7 +270,7 @@ def _confirm(session: Session, token: str, csrf_ok: bool, policy: OptInPolicy, *
 
 async def confirm_post(request: Request) -> Response:
     web = _web(request)
-    token = request.path_params["token"]
+    token = path_token(request)
     form = await _read_form(request)
     result = await web.run(
         _confirm,
@@ -298,7 +305,7 @@ def _unsubscribe_context(web: WebApp, token: str, person: dict[str, str]) -> dic
 async def unsubscribe_page(request: Request) -> Response:
     """The unsubscribe link of every email: a page with one button. A GET changes nothing."""
     web = _web(request)
-    token = request.path_params["token"]
+    token = path_token(request)
     person = await web.read(_person, token)
     context = _unsubscribe_context(web, token, person)
     context["csrf_token"] = web.csrf.issue("unsubscribe", token, now=web.clock())
@@ -322,7 +329,7 @@ async def unsubscribe_post(request: Request) -> Response:
     - The button of the unsubscribe page: needs its form token (403 otherwise).
     """
     web = _web(request)
-    token = request.path_params["token"]
+    token = path_token(request)
     form = await _read_form(request)
     if _text(form, "List-Unsubscribe") == "One-Click":
         await web.run(unsubscribe_by_token, token, method="one-click", ip=_ip(request))
@@ -352,7 +359,7 @@ async def _preferences_response(
     request: Request, *, saved: bool = False, error: str = "", status_code: int = 200
 ) -> Response:
     web = _web(request)
-    token = request.path_params["token"]
+    token = path_token(request)
     view = await web.read(_preferences, token, web.policy)
     now = web.clock()
     action = f"{web.base_url}/preferences/{token}"
@@ -391,7 +398,7 @@ def _save(
 
 async def preferences_post(request: Request) -> Response:
     web = _web(request)
-    token = request.path_params["token"]
+    token = path_token(request)
     form = await _read_form(request)
     name = form.get("name")
     try:
@@ -419,7 +426,7 @@ def _export(session: Session, token: str, csrf_ok: bool) -> dict[str, Any]:
 async def preferences_export(request: Request) -> Response:
     """Everything stored about the person, as a JSON download."""
     web = _web(request)
-    token = request.path_params["token"]
+    token = path_token(request)
     form = await _read_form(request)
     data = await web.read(_export, token, _csrf_ok(request, form, "export", token))
     return JSONResponse(
@@ -438,7 +445,7 @@ def _erase(session: Session, token: str, csrf_ok: bool, confirmed: bool) -> None
 
 async def preferences_erase(request: Request) -> Response:
     web = _web(request)
-    token = request.path_params["token"]
+    token = path_token(request)
     form = await _read_form(request)
     await web.run(
         _erase,
@@ -459,22 +466,34 @@ async def preferences_erase(request: Request) -> Response:
 
 async def archive_index(request: Request) -> Response:
     web = _web(request)
-    issues = await web.read(published_issues)
+    issues = await web.read(published_issues, web.settings)
     return web.page("web/archive.html", {"issues": issues}, headers=PUBLIC_CACHE)
 
 
 async def archive_feed(request: Request) -> Response:
     """An Atom feed of the archive (the latest FEED_SIZE issues)."""
     web = _web(request)
-    issues = await web.read(published_issues, limit=FEED_SIZE)
+    issues = await web.read(published_issues, web.settings, limit=FEED_SIZE)
     updated = issues[0].published_at.isoformat() if issues else "1970-01-01T00:00:00+00:00"
     body = web.render("web/feed.xml", {"issues": issues, "updated": updated})
     return Response(body, media_type="application/atom+xml; charset=utf-8", headers=PUBLIC_CACHE)
 
 
 async def archive_issue(request: Request) -> Response:
-    """The "view in browser" page: the email without any personal field."""
+    """The "view in browser" page: the email without any personal field. A public issue's
+    page is ``/archive/<slug>``; a private one answers only with its signature (``?k=``, in
+    its emails' web-view link), is not cached by shared caches and not indexed. An old
+    ``/archive/<id>`` link of a public issue is redirected to its slug."""
     web = _web(request)
-    content = await web.read(published_issue, request.path_params["issue_id"])
+    slug = request.path_params["slug"]
+    if slug.isdigit() and len(slug) <= 18:
+        slug = await web.read(public_slug, web.settings, int(slug))
+        return RedirectResponse(f"{web.base_url}/archive/{slug}", status_code=301)
+    if not 8 <= len(slug) <= 32:
+        raise NotFoundError("no such issue in the archive")
+    signature = request.query_params.get("k")
+    signature = None if signature is None else clean(signature)
+    content = await web.read(published_issue, web.settings, slug, signature)
     html = await run_in_threadpool(render_web_html, content, web.settings)
-    return Response(html, media_type="text/html; charset=utf-8", headers=PUBLIC_CACHE)
+    headers = PUBLIC_CACHE if signature is None else PRIVATE_PAGE
+    return Response(html, media_type="text/html; charset=utf-8", headers=headers)

@@ -34,7 +34,12 @@ def essay() -> PostView:
 @pytest.fixture(scope="session")
 def post_issue(essay: PostView) -> IssueContent:
     return IssueContent(
-        issue_id=42, kind="post", subject=essay.title, preheader=essay.summary, posts=(essay,)
+        issue_id=42,
+        kind="post",
+        subject=essay.title,
+        preheader=essay.summary,
+        posts=(essay,),
+        web_path="/archive/pricing-per-seat-42",
     )
 
 
@@ -63,6 +68,7 @@ def digest_issue(essay: PostView) -> IssueContent:
         subject="Field Notes digest: 3 new essays",
         preheader="Pricing, onboarding and support: three essays from April.",
         posts=(essay, onboarding, support),
+        web_path="/archive/digest-43?k=signature",
     )
 
 

@@ -86,7 +86,9 @@ def test_web_page_has_no_personal_fields(post_issue, settings):
 def test_digest_table_of_contents_links_to_anchors(prepared_digest, digest_issue, settings):
     email_doc = lxml_html.document_fromstring(prepared_digest.html_for(ADA))
     toc = [a.get("href") for a in email_doc.find_class("toc-link")]
-    assert toc == [f"https://fieldnotes.example.com/archive/43#post-{i}" for i in (1, 2, 3)]
+    assert toc == [
+        f"https://fieldnotes.example.com/archive/digest-43?k=signature#post-{i}" for i in (1, 2, 3)
+    ]
     web = lxml_html.document_fromstring(render_web_html(digest_issue, settings))
     assert [a.get("href") for a in web.find_class("toc-link")] == ["#post-1", "#post-2", "#post-3"]
     assert [el.get("id") for el in web.find_class("digest-item")] == ["post-1", "post-2", "post-3"]
@@ -98,7 +100,9 @@ def test_digest_table_of_contents_links_to_anchors(prepared_digest, digest_issue
 def test_post_issue_shows_the_web_view_link_and_read_on_the_web(prepared, post_issue):
     doc = lxml_html.document_fromstring(prepared.html_for(ADA))
     hrefs = {a.text_content().strip(): a.get("href") for a in doc.iter("a")}
-    assert hrefs["View this email in your browser"] == "https://fieldnotes.example.com/archive/42"
+    assert hrefs["View this email in your browser"] == (
+        "https://fieldnotes.example.com/archive/pricing-per-seat-42"
+    )
     assert hrefs["Read on the web"] == post_issue.posts[0].url
     assert hrefs["Manage your preferences"].endswith(f"/preferences/{ADA.token}")
 

@@ -125,7 +125,7 @@ def test_nothing_of_the_admin_cli_is_served(web) -> None:
         "/preferences/{token}/erase",
         "/archive",
         "/archive/feed.xml",
-        "/archive/{issue_id:int}",
+        "/archive/{slug}",
     }
     for path in ("/admin", "/subscribers", "/api/subscribers", "/issues/1/send", "/lists"):
         assert site.http.get(path).status_code == 404
