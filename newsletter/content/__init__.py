@@ -8,8 +8,9 @@ The feed pipeline runs in stages, each usable alone:
 
 Every post body goes through ``sanitize_html`` (nh3; feed HTML is untrusted) with its relative
 links and images made absolute; ``html_to_text`` gives the plain text of such a body for the
-text/plain part of an email. Errors: ``FeedError`` (fetch, parse) and ``ContentError``
-(Markdown posts), each one line naming the URL or the file.
+text/plain part of an email; ``xml_safe`` takes out of a text what XML cannot carry (stored
+posts and the archive feed go through it). Errors: ``FeedError`` (fetch, parse) and
+``ContentError`` (Markdown posts), each one line naming the URL or the file.
 """
 
 from .feeds import parse_feed
@@ -18,7 +19,7 @@ from .markdown_posts import load_markdown_post
 from .models import FeedData, FetchResult, PostData
 from .posts import content_hash
 from .sanitize import sanitize_html
-from .text import html_to_text
+from .text import html_to_text, xml_safe
 
 __all__ = [
     "FeedData",
@@ -30,4 +31,5 @@ __all__ = [
     "load_markdown_post",
     "parse_feed",
     "sanitize_html",
+    "xml_safe",
 ]

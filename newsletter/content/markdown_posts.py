@@ -12,7 +12,9 @@
     ---
     The body, in CommonMark with tables.
 
-Raw HTML is allowed in the body; it is sanitised like feed HTML.
+Raw HTML is allowed in the body; it is sanitised like feed HTML. The front matter is YAML read
+by a loader that refuses aliases (a few hundred bytes of them expand into gigabytes: "billion
+laughs"), at most ``MAX_FRONT_MATTER_BYTES`` long and ``MAX_FRONT_MATTER_DEPTH`` levels deep.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from typing import Any
 import frontmatter
 import yaml
 from markdown_it import MarkdownIt
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from ..errors import ContentError
 from .models import PostData
@@ -32,6 +37,63 @@ from .sanitize import absolute_url
 from .text import clean_line
 
 _MARKDOWN = MarkdownIt("commonmark").enable("table")
+_YAML = frontmatter.YAMLHandler()
+
+MAX_FRONT_MATTER_BYTES = 64 * 1024
+MAX_FRONT_MATTER_DEPTH = 20
+
+
+class _Refused(yaml.YAMLError):
+    """Front matter we do not read; ``problem_mark`` says where, like PyYAML's errors."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+try:
+    from yaml.cyaml import CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _SafeLoader: type = yaml.SafeLoader
+else:
+
+    class _SafeLoader(Composer, CParser, SafeConstructor, Resolver):  # type: ignore[no-redef]
+        """CSafeLoader (libyaml parses: fast, and the messages python-frontmatter gave), with
+        PyYAML's own composer in place of libyaml's, so that ours can watch it."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+
+
+class _FrontMatterLoader(_SafeLoader):
+    """A safe loader without aliases and with a nesting limit. Composing nodes is the one step
+    that expands an alias and recurses per level, so both are refused there, before anything
+    grows."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused("aliases are not allowed in front matter", event.start_mark)
+        if not isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        if self._depth >= MAX_FRONT_MATTER_DEPTH:
+            raise _Refused(
+                f"front matter nested more than {MAX_FRONT_MATTER_DEPTH} levels deep",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
 
 
 def load_markdown_post(path: str | Path, *, base_url: str = "") -> PostData:
@@ -40,7 +102,8 @@ def load_markdown_post(path: str | Path, *, base_url: str = "") -> PostData:
     Relative links and images in it are resolved against its ``url`` (itself relative to
     ``base_url``), else against ``base_url``; without either they are dropped. Raises
     ContentError, one line starting with the file name, when the file cannot be read or is
-    not UTF-8, has no or invalid front matter, has no title, or has a bad date.
+    not UTF-8, has no, unclosed, invalid, too large or too deep front matter or aliases in
+    it, has no title, or has a bad date.
     """
     path = Path(path)
     try:
@@ -49,14 +112,7 @@ def load_markdown_post(path: str | Path, *, base_url: str = "") -> PostData:
         raise ContentError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise ContentError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
-    if not frontmatter.checks(text):
-        raise ContentError(f"{path}: no front matter (start the file with a '---' block)")
-    try:
-        post = frontmatter.loads(text)
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an impossible YAML date
-        raise ContentError(f"{path}: invalid front matter: {_yaml_problem(exc)}") from exc
-
-    meta = post.metadata
+    meta, content = _front_matter(text.strip(), path)
     title = clean_line(_text(meta.get("title")))
     if not title:
         raise ContentError(f"{path}: the front matter has no 'title'")
@@ -66,7 +122,7 @@ def load_markdown_post(path: str | Path, *, base_url: str = "") -> PostData:
         guid=f"md:{slug}",
         url=page,
         title=title,
-        html=_MARKDOWN.render(post.content),
+        html=_MARKDOWN.render(content),
         base_url=page or base_url,
         summary=_text(meta.get("summary")),
         published_at=_utc(meta.get("date"), path, "date"),
@@ -74,6 +130,26 @@ def load_markdown_post(path: str | Path, *, base_url: str = "") -> PostData:
         author=_text(meta.get("author")),
         image_url=_text(meta.get("image")),
     )
+
+
+def _front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
+    """The front matter (a mapping; anything else counts as empty) and the body after it."""
+    if not _YAML.detect(text):
+        raise ContentError(f"{path}: no front matter (start the file with a '---' block)")
+    try:
+        raw, content = _YAML.split(text)
+    except ValueError:
+        raise ContentError(f"{path}: the front matter is not closed (end it with '---')") from None
+    if len(raw.encode()) > MAX_FRONT_MATTER_BYTES:
+        limit = MAX_FRONT_MATTER_BYTES // 1024
+        raise ContentError(f"{path}: the front matter is larger than {limit} KB")
+    try:
+        meta = yaml.load(raw, Loader=_FrontMatterLoader)
+    except _Refused as exc:
+        raise ContentError(f"{path}: {_yaml_problem(exc)}") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an impossible YAML date
+        raise ContentError(f"{path}: invalid front matter: {_yaml_problem(exc)}") from exc
+    return (meta if isinstance(meta, dict) else {}), content.strip()
 
 
 def _text(value: Any) -> str:
@@ -106,5 +182,6 @@ def _yaml_problem(exc: Exception) -> str:
     """One line saying what is wrong in the YAML and where."""
     problem = getattr(exc, "problem", None) or str(exc)
     mark = getattr(exc, "problem_mark", None)
-    where = f" (line {mark.line + 2} of the file)" if mark is not None else ""
+    # The text parsed starts with the line break that ends the opening "---" line.
+    where = f" (line {mark.line + 1} of the file)" if mark is not None else ""
     return clean_line(f"{problem}{where}")

@@ -23,6 +23,7 @@ from starlette.responses import (
 )
 
 from ..compose import render_web_html
+from ..content import xml_safe
 from ..errors import FormExpiredError, InvalidInputError, NotFoundError, RateLimitedError
 from ..subscribers.optin import (
     ConfirmOutcome,
@@ -475,7 +476,7 @@ async def archive_feed(request: Request) -> Response:
     web = _web(request)
     issues = await web.read(published_issues, web.settings, limit=FEED_SIZE)
     updated = issues[0].published_at.isoformat() if issues else "1970-01-01T00:00:00+00:00"
-    body = web.render("web/feed.xml", {"issues": issues, "updated": updated})
+    body = xml_safe(web.render("web/feed.xml", {"issues": issues, "updated": updated}))
     return Response(body, media_type="application/atom+xml; charset=utf-8", headers=PUBLIC_CACHE)
 
 
