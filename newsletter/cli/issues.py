@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from ..bounces.history import issue_counts as bounce_counts
 from ..delivery import ledger, reputation
-from ..delivery.send import SendSummary, send_issue, set_issue_status
+from ..delivery.send import SendSummary, default_workers, send_issue, set_issue_status
 from ..delivery.send import abort as abort_send
 from ..delivery.testsend import test_send
 from ..errors import InvalidInputError
@@ -197,7 +196,10 @@ def send(
     ctx: typer.Context,
     issue_id: int = ISSUE_ID,
     workers: int = typer.Option(
-        0, "--workers", min=0, help="Sending processes (default: one per CPU core)."
+        0,
+        "--workers",
+        min=0,
+        help="Sending processes (default: one on SQLite, one per CPU core on PostgreSQL).",
     ),
     only_missed: bool = typer.Option(
         False, "--only-missed", help="Retry the failed and deferred deliveries only."
@@ -252,7 +254,7 @@ def _send_with_progress(
         with translate_db_errors():
             return send_issue(
                 nl.engine, nl.config_path, issue_id,
-                workers=workers or os.cpu_count() or 1, only_missed=only_missed,
+                workers=workers or default_workers(nl.engine), only_missed=only_missed,
                 progress=show, stop=stop, started_at=started,
             )  # fmt: skip
 
