@@ -36,7 +36,8 @@ from ..delivery.send import send_issue
 from ..errors import InvalidInputError
 from ..issues import lint, preview
 from ..issues.service import audience_size, create_issue
-from ..store import connect, upgrade, writer_sessions
+from ..store import upgrade, writer_sessions
+from ..store.engine import PRIVATE_FILE_MODE, open_database
 from ..subscribers.importer import import_subscribers
 from ..subscribers.service import create_list
 from ..web import create_app
@@ -178,9 +179,10 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
     with _serve_feed(_bundled("feed.xml")) as feed_url:
         config_path = folder / "newsletter.toml"
         config_path.write_text(CONFIG, encoding="utf-8")
+        config_path.chmod(PRIVATE_FILE_MODE)  # like `init`: it may name a database password
         settings = load_settings(config_path)
         say(f"1. Config written: {config_path}")
-        engine = connect(database_url(settings))
+        engine = open_database(database_url(settings), create=True)  # created 0600
         try:
             upgrade(engine)
             sessions = writer_sessions(engine)

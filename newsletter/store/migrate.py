@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from ..errors import StoreError
+from .engine import db_error_line
 
 SCRIPT_LOCATION = "newsletter.store:migrations"
 
@@ -31,7 +32,7 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:
-        raise StoreError(f"cannot reach the database: {exc.orig}") from exc
+        raise StoreError(f"cannot reach the database: {db_error_line(exc)}") from exc
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -40,7 +41,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         with engine.begin() as conn:
             command.upgrade(_config(conn), revision)
     except OperationalError as exc:
-        raise StoreError(f"cannot reach the database: {exc.orig}") from exc
+        raise StoreError(f"cannot reach the database: {db_error_line(exc)}") from exc
 
 
 def require_current(engine: Engine) -> None:
