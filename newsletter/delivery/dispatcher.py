@@ -24,7 +24,6 @@ The reputation guard acts here: a throttling reply backs off its domain for ever
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -32,7 +31,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
@@ -43,8 +41,7 @@ from ..config import Settings
 from ..errors import InvalidEmailError, NewsletterError, StoreError
 from ..issues import guard
 from ..issues.preview import prepare
-from ..store import lean_write, writer_sessions
-from ..store.engine import connect_async
+from ..store import lean_transaction, writer_sessions
 from ..store.models import Issue, utcnow
 from . import ledger, reputation
 from .transports import Envelope, Result, Transport, TransportError, make_transport
@@ -149,8 +146,7 @@ class Worker:
         transport = self.transport or make_transport(
             self.settings.smtp, self.settings.sending, base_dir=self.settings.base_dir
         )
-        pipelined = self.engine.dialect.name == "postgresql"
-        settler = (_PipelinedSettler if pipelined else _Settler)(self, window=self.connections)
+        settler = _Settler(self, window=self.connections)
         feed: _Feed | None = None
         try:
             claims = await asyncio.to_thread(self._claim)
@@ -317,7 +313,7 @@ class Worker:
         bounced = any(a.result.outcome == "bounced" for a in answered)
         plain = not (throttles or postponed or bounced)
         # The usual group (answers only, no bounce) takes the lean path; the rest the ORM's.
-        with lean_write(conn) if plain else conn.begin():
+        with lean_transaction(conn) if plain else conn.begin():
             if throttles or postponed:  # rare: the ORM is fine here
                 with Session(bind=conn) as session:
                     if throttles:
@@ -339,14 +335,10 @@ class Worker:
         self.backoff.update(untils)
         if postponed:
             settled["deferred"] = settled.get("deferred", 0) + len(postponed)
-        self.count_settled(settled)
-        return settled
-
-    def count_settled(self, settled: dict[str, int]) -> None:
-        """Count a recorded group (counts by status) in this worker's stats."""
         self.stats.add(settled)
         if self.on_settled:
             self.on_settled(settled)
+        return settled
 
     def check_issues(self, issue_ids: set[int], *, rate_checks: set[int]) -> None:
         """Note the issues that stopped sending (paused, cancelled elsewhere); for those in
@@ -677,158 +669,12 @@ class _Settler:
                     raise StoreError(f"cannot record delivery results: {exc}") from exc
                 log.warning("settle.retry attempt=%s error=%s", attempt + 1, exc)
                 time.sleep(0.2 * 2**attempt)
-        self._after_commit(answered)
-
-    def _after_commit(self, answered: list[_Answered]) -> None:
-        """The checks after a group is recorded: a paused issue, the bounce-rate guard."""
         self._issues.update(a.claim.issue_id for a in answered)
         rate_checks = self.worker.bounce_guard.due(answered)
         now = time.monotonic()
         if rate_checks or now - self._checked_status >= STATUS_CHECK_SECONDS:
             self.worker.check_issues(set(self._issues), rate_checks=rate_checks)
             self._checked_status = now
-
-
-class _PipelinedSettler(_Settler):
-    """The settler on PostgreSQL: the same groups and the same bound, but a group's commit
-    does not stop the event loop. The usual group (answers, no bounce or throttle) goes
-    through psycopg's AsyncConnection as one statement in autocommit, while the SMTP
-    connections go on; the next group forms meanwhile and is committed when the one in flight
-    is done. A group in flight counts as unrecorded: an answer that would make more than
-    ``window`` of them waits (its connection sends nothing new) until a commit is done, so the
-    crash bound is the same as the blocking settler's. Any other group takes the blocking
-    path, after the one in flight.
-    """
-
-    START_AT = 2  # a commit starts once this many answers wait (or after FLUSH_SECONDS)
-
-    def __init__(self, worker: Worker, *, window: int) -> None:
-        super().__init__(worker, window=window)
-        self._aconn: Any = None
-        self._inflight: asyncio.Task[None] | None = None
-        self._inflight_n = 0
-        self._done = asyncio.Event()  # set when a commit ends (the waiters look again)
-        self._start_at = max(1, min(self.START_AT, self.window))
-
-    def _unrecorded(self) -> int:
-        return len(self._answered) + len(self._postponed) + self._inflight_n
-
-    async def add(self, item: _Answered | _Postponed) -> None:
-        if isinstance(item, _Answered):
-            self._answered.append(item)
-        else:
-            self._postponed.append(item)
-        self._kick()
-        while self._unrecorded() > self.window and self.error is None:
-            self._done.clear()
-            await self._done.wait()
-            self._kick()
-        if (self._answered or self._postponed) and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
-
-    def flush(self) -> None:
-        """The timer: start a commit of what waits, whatever its size."""
-        self._timer = None
-        self._kick(force=True)
-
-    def _kick(self, *, force: bool = False) -> None:
-        """Start the next commit if none is in flight and the group is big enough."""
-        waiting = len(self._answered) + len(self._postponed)
-        if self._inflight is not None or not waiting or self.error is not None:
-            return
-        if not force and waiting < self._start_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        answered, postponed = self._answered, self._postponed
-        self._answered, self._postponed = [], []
-        self._inflight_n = len(answered) + len(postponed)
-        self._inflight = asyncio.get_running_loop().create_task(
-            self._commit_group(answered, postponed)
-        )
-
-    async def _commit_group(self, answered: list[_Answered], postponed: list[_Postponed]) -> None:
-        try:
-            plain = not postponed and not any(
-                a.throttled or a.result.outcome == "bounced" for a in answered
-            )
-            if plain:
-                await self._commit_async(answered)
-            else:
-                self._commit(answered, postponed)  # rare: blocking, as the other settler does
-        except StoreError as exc:
-            self.error = exc
-            self._answered[:0], self._postponed[:0] = answered, postponed  # kept for a retry
-        except Exception as exc:  # never lost in a task nobody awaits
-            self.error = StoreError(f"cannot record delivery results: {exc}")
-            self._answered[:0], self._postponed[:0] = answered, postponed
-        else:
-            self.error = None
-        finally:
-            self._inflight, self._inflight_n = None, 0
-            self._done.set()
-        if self.error is None:
-            # What came in meanwhile: committed now if it is a group, or when its timer
-            # fires; if the timer fired while this commit was in flight, now.
-            self._kick(force=self._timer is None)
-
-    async def _commit_async(self, answered: list[_Answered]) -> None:
-        """One statement for the group through the AsyncConnection. Raises StoreError."""
-        import psycopg
-
-        outcomes = [(a.claim, a.result, a.message_id) for a in answered]
-        for attempt in range(COMMIT_RETRIES):
-            try:
-                if self._aconn is None or self._aconn.closed:
-                    self._aconn = await connect_async(self.worker.engine)
-                    await self._aconn.execute("SET synchronous_commit TO OFF")
-                settled = await ledger.settle_async(
-                    self._aconn,
-                    outcomes,
-                    worker=self.worker.name,
-                    settings=self.worker.settings.sending,
-                )
-                break
-            except psycopg.Error as exc:
-                if attempt == COMMIT_RETRIES - 1 or not isinstance(exc, psycopg.OperationalError):
-                    raise StoreError(f"cannot record delivery results: {exc}") from exc
-                log.warning("settle.retry attempt=%s error=%s", attempt + 1, exc)
-                await self._close_async()
-                await asyncio.sleep(0.2 * 2**attempt)
-        self.worker.count_settled(settled)
-        self._after_commit(answered)
-
-    async def drain(self) -> None:
-        """Commit everything waiting and in flight. Raises StoreError when it cannot."""
-        while self.error is None and (
-            self._inflight is not None or self._answered or self._postponed
-        ):
-            if self._inflight is None:
-                self._kick(force=True)
-            if self._inflight is not None:
-                await asyncio.shield(self._inflight)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.error is not None:
-            raise self.error
-
-    async def close(self) -> None:
-        try:
-            if self._inflight is not None:
-                await asyncio.gather(self._inflight, return_exceptions=True)
-            self.error = None  # one more try for what a failed commit kept
-            await self.drain()
-        finally:
-            await self._close_async()
-            self._close_connection()
-
-    async def _close_async(self) -> None:
-        conn, self._aconn = self._aconn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):  # the connection is gone either way
-                await conn.close()
 
 
 def _transient(exc: Exception) -> bool:

@@ -203,35 +203,6 @@ def _settle_sql(dialect: Any, status: str) -> str:
     return sql
 
 
-# PostgreSQL: the whole group in one statement (one round trip, one transaction when the
-# connection is in autocommit): the rows come in as arrays, each with its own status, and the
-# guard of _settle_sql is applied per row.
-_PG_SETTLE_SQL = (
-    "UPDATE deliveries AS d SET status = v.status, last_code = v.code, "
-    "last_enhanced = v.enhanced, last_text = v.text, message_id = v.message_id, "
-    "next_attempt_at = v.next_at, claimed_by = '', lease_until = NULL, updated_at = %s, "
-    "sent_at = CASE WHEN v.status = 'sent' THEN %s ELSE d.sent_at END "
-    "FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], "
-    "%s::timestamptz[]) AS v(id, status, code, enhanced, text, message_id, next_at) "
-    "WHERE d.id = v.id AND CASE WHEN v.status = 'sent' THEN d.status <> 'sent' "
-    "ELSE d.claimed_by = %s AND d.status = 'sending' END"
-)
-
-
-def _pg_settle_params(
-    rows: dict[str, list[tuple[Any, ...]]], worker: str, stamp: Any
-) -> tuple[Any, ...]:
-    """_PG_SETTLE_SQL's parameters from settle's rows (status, code, enhanced, text,
-    message_id, next_at, stamp, then the guard's values, delivery id first or last)."""
-    columns: list[list[Any]] = [[] for _ in range(7)]
-    for status, params in rows.items():
-        for row in params:
-            delivery_id = row[8] if status == "sent" else row[7]
-            for column, value in zip(columns, (delivery_id, *row[:6]), strict=True):
-                column.append(value)
-    return (stamp, stamp, *columns, worker)
-
-
 _DATETIMES: dict[str, Any] = {}
 
 
@@ -262,56 +233,14 @@ def settle(
     says "sent": the message went out either way. ``not_before`` (delivery id -> time) puts a
     deferred delivery's next attempt no earlier than that (its domain is backing off).
 
-    This runs for every few answers while an issue is sending, so it is lean: on the driver's
-    cursor (inside the caller's transaction), one UPDATE per status on SQLite, one UPDATE for
-    the whole group on PostgreSQL.
+    This runs for every few answers while an issue is sending, so it is lean: one UPDATE per
+    status in the driver's parameter style, executed for the group at once on the driver's
+    cursor (inside the caller's transaction).
     """
     conn = db.connection() if isinstance(db, Session) else db
     now = now or utcnow()
+    not_before = not_before or {}
     dt = _datetimes(conn.dialect)
-    rows, bounced = _settle_rows(outcomes, worker, settings, now, not_before or {}, dt)
-    cursor = conn.connection.cursor()  # the driver's own: no statement to build per group
-    try:
-        if conn.dialect.name == "postgresql":
-            cursor.execute(_PG_SETTLE_SQL, _pg_settle_params(rows, worker, dt(now)))
-        else:
-            for status, params in rows.items():
-                cursor.executemany(_settle_sql(conn.dialect, status), params)
-    finally:
-        cursor.close()
-    if bounced:
-        _mark_bounced(conn, bounced, now)
-    return {status: len(params) for status, params in rows.items()}
-
-
-async def settle_async(
-    conn: Any,
-    outcomes: Sequence[tuple[Claim, Result, str]],
-    *,
-    worker: str,
-    settings: SendingSettings,
-) -> dict[str, int]:
-    """``settle`` on PostgreSQL through psycopg's AsyncConnection ``conn`` in autocommit
-    (one statement, one round trip, and the caller's event loop goes on meanwhile), for a
-    group with no bounce in it (a bounce also changes the subscriber: use ``settle``)."""
-    now = utcnow()
-    rows, bounced = _settle_rows(outcomes, worker, settings, now, {}, lambda value: value)
-    if bounced:
-        raise ValueError("settle_async takes no bounced result")
-    async with conn.cursor() as cursor:
-        await cursor.execute(_PG_SETTLE_SQL, _pg_settle_params(rows, worker, now))
-    return {status: len(params) for status, params in rows.items()}
-
-
-def _settle_rows(
-    outcomes: Iterable[tuple[Claim, Result, str]],
-    worker: str,
-    settings: SendingSettings,
-    now: datetime,
-    not_before: dict[int, datetime],
-    dt: Any,
-) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[Claim, Result]]]:
-    """settle's parameters by status (as _settle_sql takes them), and the bounced results."""
     stamp = dt(now)
     rows: dict[str, list[tuple[Any, ...]]] = {}
     bounced: list[tuple[Claim, Result]] = []
@@ -330,7 +259,15 @@ def _settle_rows(
         head = (status, r.code, r.enhanced, r.text[:500], message_id, dt(next_at), stamp)
         tail = (stamp, c.delivery_id) if status == "sent" else (c.delivery_id, worker)
         rows.setdefault(status, []).append(head + tail)
-    return rows, bounced
+    cursor = conn.connection.cursor()  # the driver's own: no statement to build per group
+    try:
+        for status, params in rows.items():
+            cursor.executemany(_settle_sql(conn.dialect, status), params)
+    finally:
+        cursor.close()
+    if bounced:
+        _mark_bounced(conn, bounced, now)
+    return {status: len(params) for status, params in rows.items()}
 
 
 def _mark_bounced(conn: Connection, bounced: Iterable[tuple[Claim, Result]], now: datetime) -> None:

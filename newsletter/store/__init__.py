@@ -1,13 +1,13 @@
 """The store: engine and session factory, models, per-entity queries and migrations."""
 
-from .engine import connect, lean_write, session_factory, writer_sessions
+from .engine import connect, lean_transaction, session_factory, writer_sessions
 from .migrate import current_revision, head_revision, upgrade
 
 __all__ = [
     "connect",
     "current_revision",
     "head_revision",
-    "lean_write",
+    "lean_transaction",
     "session_factory",
     "upgrade",
     "writer_sessions",
