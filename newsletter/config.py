@@ -35,9 +35,7 @@ from pydantic import (
 
 from .cron import cron_trigger
 from .errors import ConfigError
-
-DEFAULT_CONFIG_PATH = "newsletter.toml"
-CONFIG_ENV = "NEWSLETTER_CONFIG"
+from .locations import CONFIG_ENV, DEFAULT_CONFIG_PATH
 
 
 def _check_timezone(name: str) -> str:

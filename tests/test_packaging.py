@@ -9,6 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import typer
 import typer.main
 
 from newsletter.cli import app
@@ -49,12 +50,14 @@ def test_python_dash_m_and_version() -> None:
 def _commands() -> dict[tuple[str, ...], object]:
     found = {}
 
-    def walk(cmd, path):
+    def walk(cmd, path, ctx):
         found[path] = cmd
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, (*path, name))
+        if hasattr(cmd, "list_commands"):  # a group, through its API: the root loads lazily
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), (*path, name), ctx)
 
-    walk(typer.main.get_command(app), ())
+    root = typer.main.get_command(app)
+    walk(root, (), typer.Context(root))
     return found
 
 

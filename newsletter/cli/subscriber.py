@@ -7,20 +7,10 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from ..errors import ImportFileError, InvalidInputError
 from ..subscribers import service
-from ..subscribers.export import write_csv
-from ..subscribers.importer import import_subscribers, open_report
 from .context import app_context
 from .output import JSON_OPT, console, err_console, print_json, print_json_array
 
@@ -112,6 +102,8 @@ def export(
     status: str | None = typer.Option(None, "--status", help="Only this status."),
 ) -> None:
     """Export subscribers as CSV (formula-safe for spreadsheets)."""
+    from ..subscribers.export import write_csv
+
     with app_context(ctx).reading() as session:
         subs = service.iter_subscribers(session, list_name=list_name, status=status)
         if out is None:
@@ -195,6 +187,17 @@ def import_(
     ),
 ) -> None:
     """Import subscribers from a CSV export (Mailchimp, Substack, listmonk or any CSV)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from ..subscribers.importer import import_subscribers, open_report
+
     status = _status(confirmed, unconfirmed)
     mapping = _parse_maps(maps)
     nl = app_context(ctx)

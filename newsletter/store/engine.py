@@ -209,4 +209,3 @@ def lean_transaction(conn: Connection) -> Iterator[None]:
         raw.rollback()
         raise
     raw.commit()
-

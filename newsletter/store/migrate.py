@@ -1,21 +1,31 @@
-"""Run the Alembic migrations shipped in ``newsletter/store/migrations`` from code."""
+"""Run the Alembic migrations shipped in ``newsletter/store/migrations`` from code.
+
+Every command checks that the database is at HEAD before it runs (``require_current``); that
+check reads the version table with one query and compares it with the HEAD constant, without
+importing Alembic (80 ms of every command's start otherwise). A test keeps HEAD equal to the
+newest migration.
+"""
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from ..errors import StoreError
 from .engine import db_error_line
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 SCRIPT_LOCATION = "newsletter.store:migrations"
+HEAD = "0008"  # the newest migration's revision (tests/test_store.py checks it)
 
 
 def _config(connection=None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", SCRIPT_LOCATION)
     cfg.attributes["connection"] = connection
@@ -23,6 +33,9 @@ def _config(connection=None) -> Config:
 
 
 def head_revision() -> str:
+    """The newest migration's revision, as Alembic reads the migration scripts."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config()).get_current_head() or ""
 
 
@@ -30,7 +43,9 @@ def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an empty database)."""
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
         raise StoreError(f"cannot reach the database: {db_error_line(exc)}") from exc
 
@@ -39,6 +54,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` in one transaction."""
     try:
         with engine.begin() as conn:
+            from alembic import command
+
             command.upgrade(_config(conn), revision)
     except OperationalError as exc:
         raise StoreError(f"cannot reach the database: {db_error_line(exc)}") from exc
@@ -46,7 +63,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def require_current(engine: Engine) -> None:
     """Raise StoreError unless the database is at the head revision."""
-    current, head = current_revision(engine), head_revision()
+    current, head = current_revision(engine), HEAD
     if current != head:
         where = "empty" if current is None else f"at {current}"
         raise StoreError(
