@@ -162,6 +162,16 @@ class FeedSettings(_Section):
     announce_backlog: bool = False
 
 
+class FetchSettings(_Section):
+    """[fetch]: how feeds are fetched (`post fetch` and the daemon's feed jobs)."""
+
+    # The whole fetch of one feed (connect, headers, every read of the body): a server that
+    # trickles or never answers is given up after this, and the other feeds go on.
+    deadline_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Feeds `post fetch` polls at the same time.
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+
 class DigestSettings(_Section):
     cron: str = "0 9 * * mon"
     timezone: TimeZoneName = "UTC"
@@ -265,6 +275,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     sending: SendingSettings = SendingSettings()
     feeds: tuple[FeedSettings, ...] = ()
+    fetch: FetchSettings = FetchSettings()
     digest: DigestSettings = DigestSettings()
     web: WebSettings = WebSettings()
     templates: TemplateSettings = TemplateSettings()

@@ -322,7 +322,11 @@ class Daemon:
         if feed is None or self.stop.is_set():
             return
         outcome = poll_feed(
-            self.sessions, url, mode=feed.mode, announce_backlog=feed.announce_backlog
+            self.sessions,
+            url,
+            mode=feed.mode,
+            announce_backlog=feed.announce_backlog,
+            deadline=self.settings.fetch.deadline_seconds,
         )
         if outcome.status == "error":
             log.warning("feed.error url=%s error=%s", url, outcome.error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -34,17 +35,27 @@ def fetch(
     if not urls:
         raise InvalidInputError("no feeds configured: add a [[feeds]] table or pass a URL")
     failed = 0
-    with translate_db_errors(), httpx.Client(headers={"User-Agent": USER_AGENT}) as client:
+    fetch_settings = nl.settings.fetch
+    with (
+        translate_db_errors(),
+        httpx.Client(headers={"User-Agent": USER_AGENT}) as client,
+        ThreadPoolExecutor(max_workers=fetch_settings.concurrency) as pool,
+    ):
         sessions = nl.sessions()
-        for feed_url in urls:
+
+        def poll(feed_url: str) -> library.FeedOutcome:
             feed = configured.get(feed_url)
-            outcome = library.poll_feed(
+            return library.poll_feed(
                 sessions,
                 feed_url,
                 mode=feed.mode if feed else "",
                 announce_backlog=feed.announce_backlog if feed else False,
                 client=client,
+                deadline=fetch_settings.deadline_seconds,
             )
+
+        # a few at a time, so a slow feed does not hold up the rest; reported in order
+        for feed_url, outcome in zip(urls, pool.map(poll, urls), strict=True):
             if outcome.status == "error":
                 failed += 1
                 err_console.print(f"Error: {outcome.error}")

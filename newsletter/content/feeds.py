@@ -134,4 +134,7 @@ def _utc(value: time.struct_time | None) -> datetime | None:
     """feedparser's UTC struct_time as an aware datetime."""
     if not value:
         return None
-    return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    try:  # a date outside what Python holds (year 0, 9999 in a later zone) counts as missing
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None

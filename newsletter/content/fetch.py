@@ -6,6 +6,7 @@ The only network code of the content stage; httpx errors are turned into ``FeedE
 from __future__ import annotations
 
 import contextlib
+import time
 
 import httpx
 
@@ -28,15 +29,20 @@ def fetch_feed(
     client: httpx.Client | None = None,
     timeout: float = 20.0,
     max_bytes: int = 10_000_000,
+    deadline: float = 30.0,
 ) -> FetchResult:
-    """GET the feed at ``url``, following redirects.
+    """GET the feed at ``url``, following redirects, all of it within ``deadline`` seconds
+    (each network wait is also bounded by ``timeout``): a server that sends a byte a second
+    cannot hold the fetch longer.
 
     ``etag`` and ``last_modified`` (from the previous fetch) are sent as If-None-Match and
     If-Modified-Since; a 304 answer gives ``status="not_modified"`` and an empty body. A
     ``client`` may be passed to reuse connections; otherwise one is made and closed here.
     Raises FeedError, one line naming ``url``, on a network error, a timeout, a status other
-    than 2xx or 304, or a body (after decompression) larger than ``max_bytes``.
+    than 2xx or 304, a body (after decompression) larger than ``max_bytes``, or the deadline.
     """
+    ends = time.monotonic() + deadline
+    timeout = min(timeout, deadline)
     headers = {"Accept": ACCEPT}
     if etag:
         headers["If-None-Match"] = etag
@@ -62,7 +68,7 @@ def fetch_feed(
                     f"cannot fetch feed {url}: HTTP {response.status_code} "
                     f"{response.reason_phrase}".rstrip()
                 )
-            body = _read_limited(response, url, max_bytes)
+            body = _read_limited(response, url, max_bytes, ends, deadline)
             return FetchResult(
                 status="ok",
                 body=body,
@@ -75,8 +81,11 @@ def fetch_feed(
         raise FeedError(f"cannot fetch feed {url}: {reason}") from exc
 
 
-def _read_limited(response: httpx.Response, url: str, max_bytes: int) -> bytes:
-    """The response body, refusing (FeedError) one larger than ``max_bytes``."""
+def _read_limited(
+    response: httpx.Response, url: str, max_bytes: int, ends: float, deadline: float
+) -> bytes:
+    """The response body, refusing (FeedError) one larger than ``max_bytes`` or one that is
+    not complete by ``ends`` (time.monotonic)."""
     too_large = FeedError(f"cannot fetch feed {url}: larger than {max_bytes} bytes")
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
@@ -86,4 +95,6 @@ def _read_limited(response: httpx.Response, url: str, max_bytes: int) -> bytes:
         body += chunk
         if len(body) > max_bytes:
             raise too_large
+        if time.monotonic() > ends:
+            raise FeedError(f"cannot fetch feed {url}: not complete after {deadline:g} s")
     return bytes(body)

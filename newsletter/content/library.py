@@ -8,6 +8,7 @@ returned, never raised, so one broken feed does not stop the others.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +16,17 @@ from typing import Any, Literal
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import FeedError, NotFoundError
+from ..errors import FeedError, NotFoundError, StoreError
 from ..store.models import Feed, Post, utcnow
 from .feeds import parse_feed
 from .fetch import fetch_feed
 from .markdown_posts import load_markdown_post
-from .models import PostData
+from .models import FeedData, FetchResult, PostData
 
+log = logging.getLogger("newsletter.content")
 MARKDOWN_ORIGIN = "markdown"
 Change = Literal["new", "updated", "unchanged"]
 
@@ -78,6 +81,7 @@ def poll_feed(
     announce_backlog: bool = False,
     client: httpx.Client | None = None,
     timeout: float = 20.0,
+    deadline: float = 30.0,
 ) -> FeedOutcome:
     """Fetch one feed (conditionally, with the stored ETag / Last-Modified) and store its
     posts. Returns what happened; errors are recorded on the feed and returned.
@@ -103,16 +107,42 @@ def poll_feed(
         announce = "none"
     try:
         result = fetch_feed(
-            url, etag=etag, last_modified=last_modified, client=client, timeout=timeout
+            url,
+            etag=etag,
+            last_modified=last_modified,
+            client=client,
+            timeout=timeout,
+            deadline=deadline,
         )
         parsed = parse_feed(result.body, base_url=result.url) if result.status == "ok" else None
-    except FeedError as exc:
+        return _store(sessions, url, feed_id, result, parsed, announce)
+    except (StoreError, OperationalError):
+        raise  # a database that cannot be used is the operator's problem, not this feed's
+    except Exception as exc:  # any failure of one feed is that feed's one line; others go on
+        error = str(exc) if isinstance(exc, FeedError) else _one_line(url, exc)
         with sessions() as session, session.begin():
             feed = session.get_one(Feed, feed_id)
-            feed.last_error = str(exc)
+            feed.last_error = error[:1000]
             feed.last_fetched_at = utcnow()
-        return FeedOutcome(url=url, status="error", error=str(exc))
+        return FeedOutcome(url=url, status="error", error=error)
 
+
+def _one_line(url: str, exc: Exception) -> str:
+    """A feed's unexpected failure (a parser or a store bug on odd input) as one line."""
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    log.warning("feed.unexpected url=%s error=%s", url, type(exc).__name__)
+    return f"cannot read feed {url}: {type(exc).__name__}" + (f": {first[:300]}" if first else "")
+
+
+def _store(
+    sessions: sessionmaker[Session],
+    url: str,
+    feed_id: int,
+    result: FetchResult,
+    parsed: FeedData | None,
+    announce: str,
+) -> FeedOutcome:
+    """Store a fetched feed's posts and validators in one transaction."""
     outcome = FeedOutcome(url=url, status="fetched" if parsed else "not_modified")
     new_ids: list[int] = []
     with sessions() as session, session.begin():

@@ -1,0 +1,142 @@
+"""No feed can stall or crash `post fetch`: a server that trickles a byte at a time, one that
+never answers, a redirect loop and dates outside Python's range each end in that feed's one
+line within the deadline, while the feeds after it in the same run are stored; exit status 1
+says that some feed failed. Real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from newsletter.content import parse_feed
+
+from . import FEEDS
+
+DEADLINE = 1.5
+ODD_DATES = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Odd dates</title><id>tag:odd</id><updated>0001-01-01T00:00:00+01:00</updated>
+  <entry><title>From year one</title><id>tag:odd:1</id><link href="https://odd.example/1"/>
+    <published>0001-01-01T00:00:00+01:00</published>
+    <content type="html">&lt;p&gt;One&lt;/p&gt;</content>
+  </entry>
+  <entry><title>From the end of time</title><id>tag:odd:2</id><link href="https://odd.example/2"/>
+    <updated>9999-12-31T23:59:59-05:00</updated>
+    <content type="html">&lt;p&gt;Two&lt;/p&gt;</content>
+  </entry>
+</feed>
+"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    stop = threading.Event()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/trickle":  # headers at once, then a byte every 0.2 s for 10 s
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/atom+xml")
+            self.send_header("Content-Length", "50")
+            self.end_headers()
+            for _ in range(50):
+                if self.stop.wait(0.2):
+                    return
+                self.wfile.write(b" ")
+                self.wfile.flush()
+        elif self.path == "/silent":  # reads the request, never answers
+            self.stop.wait(10)
+        elif self.path == "/loop":
+            self._send(HTTPStatus.FOUND, b"", Location="/loop")
+        elif self.path == "/odd.xml":
+            self._send(HTTPStatus.OK, ODD_DATES)
+        elif self.path == "/good.xml":
+            self._send(HTTPStatus.OK, (FEEDS / "atom.xml").read_bytes())
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"")
+
+    def _send(self, status: int, body: bytes, **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/atom+xml")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # the client gives up on the slow routes on purpose
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[str]:
+    _Handler.stop.clear()
+    httpd = _Server(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        _Handler.stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_dates_outside_pythons_range_are_missing_not_a_crash() -> None:
+    feed = parse_feed(ODD_DATES, base_url="https://odd.example/")
+    assert [p.title for p in feed.entries] == ["From year one", "From the end of time"]
+    assert [p.published_at for p in feed.entries] == [None, None]
+
+
+def test_no_feed_stalls_or_crashes_post_fetch(cli, hostile_server: str) -> None:
+    bad = ["/trickle", "/silent", "/loop"]
+    feeds = "".join(f'[[feeds]]\nurl = "{hostile_server}{path}"\n\n'
+                    for path in [*bad, "/odd.xml", "/good.xml"])  # fmt: skip
+    text = cli.config.read_text() + f"\n[fetch]\ndeadline_seconds = {DEADLINE}\nconcurrency = 2\n\n"
+    cli.config.write_text(text + feeds)
+    started = time.monotonic()
+    result = cli("post", "fetch")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 3, result.stderr
+    for path, line in zip(bad, errors, strict=True):
+        assert line.startswith(f"Error: cannot fetch feed {hostile_server}{path}"), line
+    assert "Traceback" not in result.stderr + result.stdout
+    # two at a time, each bad feed given up by its deadline: well under the servers' 10 s
+    assert elapsed < 3 * DEADLINE + 3, elapsed
+    titles = {p["title"] for p in json.loads(cli.ok("post", "ls", "--json").stdout)}
+    assert {"From year one", "From the end of time", "An XHTML entry"} <= titles
+    assert f"{hostile_server}/good.xml: 2 new" in result.stdout
+
+
+def test_a_stored_feed_error_is_one_line(cli, hostile_server: str) -> None:
+    cli.config.write_text(cli.config.read_text() + "\n[fetch]\ndeadline_seconds = 1.0\n")
+    result = cli("post", "fetch", f"{hostile_server}/trickle")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "not complete after 1 s" in result.stderr
+
+
+def test_a_port_that_accepts_and_never_answers(cli) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/feed.xml"
+        cli.config.write_text(cli.config.read_text() + "\n[fetch]\ndeadline_seconds = 1.0\n")
+        started = time.monotonic()
+        result = cli("post", "fetch", url)
+    assert result.exit_code == 1 and result.stderr.startswith(f"Error: cannot fetch feed {url}")
+    assert time.monotonic() - started < 5
