@@ -162,10 +162,13 @@ def _fit_image(img: html.HtmlElement, alt: str) -> None:
             img.set("height", str(round(int(height) * CONTENT_WIDTH / int(width))))
 
 
-def _post_context(post: PostView, index: int, fallback_alt: str) -> dict[str, Any]:
+def _post_context(
+    post: PostView, index: int, fallback_alt: str, web_url: str, *, digest: bool
+) -> dict[str, Any]:
     """What the templates see of one post: its HTML with every <img> given an alt (the
-    post title if it had none) and a width that fits, and its plain text (derived from the
-    HTML if not given)."""
+    post title if it had none) and a width that fits, its plain text (derived from the HTML
+    if not given), and its link: a post with none (a Markdown file without ``url``, a feed
+    entry without a link) links to the issue's web page, never to nothing."""
     alt = post.title or fallback_alt
     body_html = ""
     in_body: set[str] = set()
@@ -178,7 +181,7 @@ def _post_context(post: PostView, index: int, fallback_alt: str) -> dict[str, An
     text = post.text or html_to_text(body_html)
     return {
         "title": post.title,
-        "url": post.url,
+        "url": post.url or (f"{web_url}#post-{index}" if digest else web_url),
         "html": markupsafe.Markup(body_html),
         "text": text.strip(),
         "summary": post.summary,
@@ -212,7 +215,12 @@ def _render_documents(
         raise ContentError(f"issue {content.issue_id} is a one-post issue with several posts")
     base = _site_url(settings)
     site = settings.site
-    posts = [_post_context(p, i, site.name) for i, p in enumerate(content.posts, start=1)]
+    web_url = f"{base}{content.web_path or '/archive'}"
+    digest = content.kind == "digest"
+    posts = [
+        _post_context(p, i, site.name, web_url, digest=digest)
+        for i, p in enumerate(content.posts, start=1)
+    ]
     context: dict[str, Any] = {
         "site": {
             "name": site.name,
@@ -227,7 +235,7 @@ def _render_documents(
         "posts": posts,
         "post": posts[0],
         "web": web,
-        "web_url": f"{base}{content.web_path or '/archive'}",
+        "web_url": web_url,
         "content_width": CONTENT_WIDTH,
         **personal,
     }

@@ -60,7 +60,7 @@ def _post(entry: Mapping[str, Any], *, base_url: str, fallback_base: str, author
     """One feed entry as a post; its body is resolved against its own link when it has one."""
     url = absolute_url(entry.get("link", ""), base_url)
     page = url or fallback_base
-    body = _body(entry)
+    body, xml_base = _body(entry)
     summary_detail = entry.get("summary_detail")
     summary = ""
     if summary_detail and summary_detail.get("value") != body:
@@ -72,7 +72,9 @@ def _post(entry: Mapping[str, Any], *, base_url: str, fallback_base: str, author
         url=url,
         title=_plain(entry.get("title_detail"), page),
         html=body,
-        base_url=page,
+        # relative URLs in the body: against its xml:base (the entry's, else the feed's, as
+        # feedparser carries it), else the entry's link, else the feed's address
+        base_url=absolute_url(xml_base, base_url) if xml_base else page,
         summary=summary,
         published_at=_utc(entry.get("published_parsed")) or updated_at,
         updated_at=updated_at,
@@ -81,18 +83,19 @@ def _post(entry: Mapping[str, Any], *, base_url: str, fallback_base: str, author
     )
 
 
-def _body(entry: Mapping[str, Any]) -> str:
+def _body(entry: Mapping[str, Any]) -> tuple[str, str]:
     """The entry's body as (untrusted) HTML: HTML content first, then any content, then the
-    summary."""
+    summary; and the xml:base in force for it ("" when none)."""
     candidates = [*entry.get("content", ()), entry.get("summary_detail")]
     candidates = [c for c in candidates if c and c.get("value")]
     if not candidates:
-        return ""
+        return "", ""
     chosen = next((c for c in candidates if c.get("type") in _HTML_TYPES), candidates[0])
+    base = chosen.get("base") or ""
     if chosen.get("type") in _HTML_TYPES:
-        return chosen["value"]
+        return chosen["value"], base
     paragraphs = (p.strip() for p in chosen["value"].split("\n\n"))
-    return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
+    return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p), base
 
 
 def _plain(detail: Mapping[str, Any] | None, base_url: str) -> str:

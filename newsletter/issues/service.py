@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from ..compose import IssueContent, PostView
 from ..config import Settings
 from ..content.library import get_post, iter_posts
-from ..content.text import clean_line
+from ..content.text import clean_line, html_to_text
 from ..errors import ConfigError, InvalidInputError, NotFoundError
 from ..store.models import Issue, IssuePost, MailingList, Membership, Post, Subscriber
 from ..subscribers.service import get_list
@@ -72,6 +72,8 @@ def create_issue(
             post = get_post(session, post_id)  # type: ignore[arg-type]
         posts = [post]
         default_subject, default_preheader = post.title, post.summary
+        if subject is None and not clean_line(post.title):
+            default_subject = _subject_from_text(post)
     issue = Issue(
         archive=archive,
         kind="digest" if digest else "post",
@@ -87,6 +89,22 @@ def create_issue(
     session.flush()
     session.expire(issue, ["posts"])
     return issue
+
+
+SUBJECT_WORDS = 10  # a post without a title: its first words make the subject
+
+
+def _subject_from_text(post: Post) -> str:
+    """A subject for a post with no title: its first words (summary, else body), cut at a
+    word with an ellipsis. InvalidInputError, naming --subject, when it has no text at all."""
+    words = clean_line(post.summary or html_to_text(post.html, bare=True)).split()
+    if not words:
+        raise InvalidInputError(
+            f"post {post.id} has no title and no text to make a subject from: "
+            "give one with --subject"
+        )
+    subject = " ".join(words[:SUBJECT_WORDS])
+    return subject + ("…" if len(words) > SUBJECT_WORDS else "")
 
 
 def digest_subject(template: str, site: str, count: int) -> str:

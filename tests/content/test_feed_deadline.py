@@ -140,3 +140,63 @@ def test_a_port_that_accepts_and_never_answers(cli) -> None:
         result = cli("post", "fetch", url)
     assert result.exit_code == 1 and result.stderr.startswith(f"Error: cannot fetch feed {url}")
     assert time.monotonic() - started < 5
+
+
+def test_relative_urls_resolve_against_xml_base() -> None:
+    """xml:base of the entry, else of the feed, wins over the entry's link for the body."""
+    data = b"""<?xml version="1.0"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://cdn.example.com/blog/">
+  <title>T</title><id>tag:t</id>
+  <entry xml:base="posts/2026/"><title>A</title><id>tag:a</id>
+    <link href="https://www.example.com/a"/>
+    <content type="html">&lt;p&gt;&lt;img src="images/x.png" alt="x"&gt;&lt;/p&gt;</content></entry>
+  <entry><title>B</title><id>tag:b</id><link href="https://www.example.com/b"/>
+    <content type="html">&lt;p&gt;&lt;a href="more.html"&gt;more&lt;/a&gt;&lt;/p&gt;</content>
+  </entry>
+  <entry><title>C</title><id>tag:c</id><link href="c.html"/>
+    <content type="html">&lt;p&gt;&lt;a href="/top"&gt;top&lt;/a&gt;&lt;/p&gt;</content></entry>
+</feed>"""
+    a, b, c = parse_feed(data, base_url="https://feeds.example.net/atom.xml").entries
+    assert 'src="https://cdn.example.com/blog/posts/2026/images/x.png"' in a.html
+    assert 'href="https://cdn.example.com/blog/more.html"' in b.html
+    assert c.url == "https://cdn.example.com/blog/c.html"
+    assert 'href="https://cdn.example.com/top"' in c.html
+
+
+UNTITLED = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Notes</title><link>https://notes.example/</link>
+  <description>d</description>
+  <item><guid isPermaLink="false">note-1</guid>
+    <description>&lt;p&gt;Shipped the new onboarding today, and the first ten customers went
+    through it without a single support ticket.&lt;/p&gt;</description></item>
+</channel></rss>
+"""
+
+
+def test_untitled_linkless_post_becomes_an_issue_with_no_empty_link(
+    cli, http_server, tmp_path
+) -> None:
+    from lxml import html as lxml_html
+
+    http_server["/notes.xml"] = (200, UNTITLED, {"Content-Type": "application/rss+xml"})
+    cli.ok("post", "fetch", http_server.url("/notes.xml"))
+    created = cli.ok("issue", "create", "--latest")
+    assert "Created draft issue 1: 'Shipped the new onboarding today" in created.stdout
+    cli.ok("issue", "preview", "1", "--out", str(tmp_path / "preview"))
+    page = (tmp_path / "preview" / "issue-1.html").read_text()
+    hrefs = [a.get("href") for a in lxml_html.fromstring(page).iter("a")]
+    assert hrefs and all(h and h.strip() for h in hrefs), hrefs
+    web_url = json.loads(cli.ok("issue", "show", "1", "--json").stdout)["web_url"]
+    assert web_url in hrefs  # "Read on the web" goes to the issue's own page
+
+
+def test_a_post_with_neither_title_nor_text_names_subject(cli, http_server) -> None:
+    empty = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>N</title>
+      <link>https://n.example/</link><description>d</description>
+      <item><guid isPermaLink="false">empty-1</guid></item></channel></rss>"""
+    http_server["/empty.xml"] = (200, empty, {"Content-Type": "application/rss+xml"})
+    cli.ok("post", "fetch", http_server.url("/empty.xml"))
+    refused = cli("issue", "create", "--latest")
+    assert refused.exit_code == 1 and "--subject" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    cli.ok("issue", "create", "--latest", "--subject", "A note")
