@@ -50,7 +50,7 @@ from .mime import (
 )
 from .models import IssueContent, PostView, Recipient
 
-PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
+PERSONAL_FIELDS = ("name", "first_name", "email", "unsubscribe_url", "preferences_url")
 """Template variables that differ per recipient. Use them as plain ``{{ name }}``: a filter
 applied to one (``{{ name|upper }}``) would not see the real value and is refused."""
 
@@ -254,7 +254,10 @@ def render_web_html(
     """The archive / "view in browser" page of an issue: the email's templates rendered with
     ``web`` true and no personal fields (empty, the name as the fallback), CSS left in its
     <style> block for the browser. Raises ContentError for a template problem."""
-    personal = dict.fromkeys(PERSONAL_FIELDS, "") | {"name": DEFAULT_NAME_FALLBACK}
+    personal = dict.fromkeys(PERSONAL_FIELDS, "") | {
+        "name": DEFAULT_NAME_FALLBACK,
+        "first_name": DEFAULT_NAME_FALLBACK,
+    }
     html_doc, *_ = _render_documents(content, settings, templates_dir, web=True, personal=personal)
     return html_doc
 
@@ -307,6 +310,8 @@ class PreparedIssue:
     def _field_values(self, r: Recipient, name: str, token: str) -> dict[str, str]:
         return {
             "name": name or self._name_fallback,
+            # the greeting's "Hi Ada,": the first word of the name, or the fallback
+            "first_name": name.split(" ", 1)[0] if name else self._name_fallback,
             "email": r.email,
             "unsubscribe_url": self._unsubscribe_prefix + token,
             "preferences_url": self._preferences_prefix + token,

@@ -347,6 +347,8 @@ def test_18_html_under_gmail_clipping_size(issue: PreparedIssue, recipient):
 def test_personalised_greeting_with_fallback(prepared: PreparedIssue):
     ada = Recipient(subscriber_id=1, email="ada@example.org", name="Ada", token="tok1")
     nameless = Recipient(subscriber_id=2, email="x@example.org", name=" \r\n ", token="tok2")
+    full = Recipient(subscriber_id=3, email="g@example.org", name="Grace B. Hopper", token="tok3")
+    assert "Hi Grace," in prepared.text_for(full) and ">Hi Grace,</p>" in prepared.html_for(full)
     assert "Hi Ada," in prepared.text_for(ada)
     assert ">Hi Ada,</p>" in prepared.html_for(ada)
     assert "Hi there," in prepared.text_for(nameless)
@@ -354,9 +356,9 @@ def test_personalised_greeting_with_fallback(prepared: PreparedIssue):
 
 
 def test_personal_values_are_html_escaped_in_html_only(prepared: PreparedIssue):
-    r = Recipient(subscriber_id=1, email="x@example.org", name="<b>Bob</b> & Co", token="t1")
-    assert "Hi &lt;b&gt;Bob&lt;/b&gt; &amp; Co," in prepared.html_for(r)
-    assert "Hi <b>Bob</b> & Co," in prepared.text_for(r)
+    r = Recipient(subscriber_id=1, email="x@example.org", name="<b>Bob</b>&Co Ltd", token="t1")
+    assert "Hi &lt;b&gt;Bob&lt;/b&gt;&amp;Co," in prepared.html_for(r)  # the first name
+    assert "Hi <b>Bob</b>&Co," in prepared.text_for(r)
     assert "<b>Bob" not in parts(parse(prepared.message_bytes(r)))[1]
 
 
