@@ -368,7 +368,9 @@ def schedule_(
     issue_id: int = ISSUE_ID,
     at: str = typer.Option(..., "--at", help="Local time, 'YYYY-MM-DD HH:MM'."),
     tz: str | None = typer.Option(
-        None, "--tz", help="Time zone of --at, e.g. Europe/Stockholm (default: [scheduler])."
+        None,
+        "--tz",
+        help="Time zone of --at, e.g. Europe/Stockholm (default: \\[scheduler] timezone).",
     ),
 ) -> None:
     """Send the issue at a time (stored in UTC; `newsletter run` sends it)."""

@@ -23,7 +23,7 @@ PUBLIC_OPT = typer.Option(
     None,
     "--public/--private",
     help="Its issues are in the public web archive, or not. Default: public only if the list "
-    "is on the subscribe form ([web] lists).",
+    "is on the subscribe form (\\[web] lists).",
 )
 
 

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 @post_app.command("fetch")
 def fetch(
     ctx: typer.Context,
-    url: str | None = typer.Argument(None, help="Poll this feed URL instead of [[feeds]]."),
+    url: str | None = typer.Argument(None, help="Poll this feed URL instead of \\[\\[feeds]]."),
 ) -> None:
     """Poll the configured feeds now (or one URL); new and edited posts are stored."""
     nl = app_context(ctx)

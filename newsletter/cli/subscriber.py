@@ -250,6 +250,8 @@ def import_(
                       f"list {list_name!r}.")  # fmt: skip
     problems = c["rejected"] + c["duplicate"] + c["suppressed"]
     if report is not None:
-        console.print(f"Report of {problems} rows not imported: {report}")
+        console.print(
+            f"Report of {problems} row{'s' if problems != 1 else ''} not imported: {report}"
+        )
     elif problems:
         console.print("Pass --report FILE to see each row that was not imported and why.")
