@@ -165,8 +165,9 @@ class FeedSettings(_Section):
 class FetchSettings(_Section):
     """[fetch]: how feeds are fetched (`post fetch` and the daemon's feed jobs)."""
 
-    # The whole fetch of one feed (connect, headers, every read of the body): a server that
-    # trickles or never answers is given up after this, and the other feeds go on.
+    # One feed's fetch: every wait is bounded by this, and the body must be complete within
+    # it, so a server that trickles its body or never answers is given up after this (the
+    # other feeds go on).
     deadline_seconds: float = Field(default=30.0, gt=0, le=3600)
     # Feeds `post fetch` polls at the same time.
     concurrency: int = Field(default=4, ge=1, le=64)

@@ -31,9 +31,11 @@ def fetch_feed(
     max_bytes: int = 10_000_000,
     deadline: float = 30.0,
 ) -> FetchResult:
-    """GET the feed at ``url``, following redirects, all of it within ``deadline`` seconds
-    (each network wait is also bounded by ``timeout``): a server that sends a byte a second
-    cannot hold the fetch longer.
+    """GET the feed at ``url``, following redirects. Each network wait is bounded by
+    ``timeout`` (at most ``deadline``), and the body must be complete within ``deadline``
+    seconds of the start: a server that sends its body a byte a second cannot hold the fetch
+    longer. (One that trickles its *headers* is bounded per read only: httpx has no total
+    timeout.)
 
     ``etag`` and ``last_modified`` (from the previous fetch) are sent as If-None-Match and
     If-Modified-Since; a 304 answer gives ``status="not_modified"`` and an empty body. A

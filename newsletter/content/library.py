@@ -25,6 +25,7 @@ from .feeds import parse_feed
 from .fetch import fetch_feed
 from .markdown_posts import load_markdown_post
 from .models import FeedData, FetchResult, PostData
+from .text import clean_line
 
 log = logging.getLogger("newsletter.content")
 MARKDOWN_ORIGIN = "markdown"
@@ -129,7 +130,7 @@ def poll_feed(
 
 def _one_line(url: str, exc: Exception) -> str:
     """A feed's unexpected failure (a parser or a store bug on odd input) as one line."""
-    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    first = clean_line(next((ln for ln in str(exc).splitlines() if ln.strip()), ""))
     log.warning("feed.unexpected url=%s error=%s", url, type(exc).__name__)
     return f"cannot read feed {url}: {type(exc).__name__}" + (f": {first[:300]}" if first else "")
 

@@ -1,8 +1,9 @@
 """Request input, bounded and typed before any handler uses it.
 
 Every string from a request (form fields, JSON values, path parameters, query values) goes
-through ``clean``: NUL and the other C0 controls but tab and line breaks, and lone
-surrogates (which no database can store and no encoder can write) are removed. A JSON body is
+through ``clean``, which keeps what XML 1.0 allows (``content.text.xml_safe``): NUL and the
+other C0 controls but tab and line breaks, lone surrogates (which no database can store and
+no encoder can write) and non-characters are removed. A JSON body is
 parsed with a bound on its nesting; a path token that cannot be one of ours is a plain 404
 before the store is asked. What is left is the core's to validate (addresses, lengths).
 """
@@ -21,17 +22,18 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..content.text import xml_safe
 from ..errors import InvalidInputError, NotFoundError
 
 log = logging.getLogger("newsletter.web")
 MAX_JSON_DEPTH = 10  # an object of lists of strings needs 2
-_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{8,200}")
 
 
 def clean(value: str) -> str:
-    """``value`` without control characters (tab, CR and LF stay) and lone surrogates."""
-    return _UNSAFE.sub("", value) if _UNSAFE.search(value) else value
+    """``value`` without control characters (tab, CR and LF stay), lone surrogates and
+    non-characters: the one rule for what is never kept, shared with the archive feed."""
+    return xml_safe(value)
 
 
 async def read_json(request: Request) -> Any:
