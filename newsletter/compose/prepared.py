@@ -151,10 +151,10 @@ def _sender_address(value: str, key: str) -> tuple[str, str]:
     return local, domain
 
 
-def _fit_image(img: html.HtmlElement, alt: str) -> None:
-    """Give ``img`` an alt if it has none, and scale a width over CONTENT_WIDTH down."""
-    if not (img.get("alt") or "").strip():
-        img.set("alt", alt)
+def _fit_image(img: html.HtmlElement) -> None:
+    """Scale a width over CONTENT_WIDTH down (Outlook ignores max-width). The alt stays as
+    the author wrote it, missing or not: a made-up alt (the post title on every image) tells
+    a screen reader nothing true; `issue lint` reports an image without one."""
     width, height = img.get("width", ""), img.get("height", "")
     if width.isdigit() and int(width) > CONTENT_WIDTH:
         img.set("width", str(CONTENT_WIDTH))
@@ -165,17 +165,17 @@ def _fit_image(img: html.HtmlElement, alt: str) -> None:
 def _post_context(
     post: PostView, index: int, fallback_alt: str, web_url: str, *, digest: bool
 ) -> dict[str, Any]:
-    """What the templates see of one post: its HTML with every <img> given an alt (the
-    post title if it had none) and a width that fits, its plain text (derived from the HTML
-    if not given), and its link: a post with none (a Markdown file without ``url``, a feed
-    entry without a link) links to the issue's web page, never to nothing."""
-    alt = post.title or fallback_alt
+    """What the templates see of one post: its HTML with every <img> given a width that
+    fits, its plain text (derived from the HTML if not given), and its link: a post with none
+    (a Markdown file without ``url``, a feed entry without a link) links to the issue's web
+    page, never to nothing. The lead image (``hero_url``), which the template places, is
+    described by the post's title."""
     body_html = ""
     in_body: set[str] = set()
     if post.html.strip():
         root = html.fragment_fromstring(post.html, create_parent="div")
         for img in root.iter("img"):
-            _fit_image(img, alt)
+            _fit_image(img)
             in_body.add(img.get("src", ""))
         body_html = etree.tostring(root, encoding="unicode", method="html")[5:-6]  # <div>
     text = post.text or html_to_text(body_html)
@@ -191,7 +191,7 @@ def _post_context(
         # The lead image above a post, unless the body already shows it (a Markdown post or
         # a feed whose first image is its lead image would show it twice).
         "hero_url": post.image_url if post.image_url not in in_body else "",
-        "image_alt": alt,
+        "image_alt": post.title or fallback_alt,
         "anchor": f"post-{index}",
     }
 
