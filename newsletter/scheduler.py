@@ -196,7 +196,7 @@ class Daemon:
         grace = self.settings.scheduler.misfire_grace_seconds
         return BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)},
-            executors={"default": ThreadPoolExecutor(4)},
+            executors={"default": _JobThreads(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
             timezone="UTC",
         )
@@ -357,6 +357,30 @@ class Daemon:
         """Process the bounce mailbox once (logs its problems, never raises)."""
         if not self.stop.is_set():
             run_scheduled(self.settings, self.sessions)
+
+
+class _JobThreads(ThreadPoolExecutor):
+    """APScheduler's thread pool, quiet about a job that falls due while it shuts down.
+
+    The scheduler's thread looks for due jobs once more after ``shutdown()`` has stopped the
+    pool (it waits for the running jobs first, a feed poll for up to its deadline), and
+    APScheduler logs the pool's refusal as a traceback. That run is not made, as before; it
+    is only not reported as a crash.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers)
+        self._stopping = False
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._stopping = True
+        super().shutdown(wait)
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        if self._stopping:
+            log.info("job.skipped id=%s reason=the daemon is stopping", job.id)
+            return
+        super()._do_submit_job(job, run_times)
 
 
 # Job functions: module-level so the job store can keep a reference to them by name.

@@ -33,6 +33,7 @@ def run(ctx: typer.Context) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request (and redirect)
     daemon = Daemon(nl.settings, nl.engine)
     with StopSignals(daemon.stop) as signals, translate_db_errors():
         daemon.run()
@@ -58,13 +59,15 @@ def ls(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
                 "at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
                 "local": _local(issue.scheduled_at, tz),
             })  # fmt: skip
-        fetched = {f.url: f.last_fetched_at for f in session.query(Feed)}
+        stored = {f.url: (f.last_fetched_at, f.last_error) for f in session.query(Feed)}
     for feed in settings.feeds:
-        last = fetched.get(feed.url)
+        last, error = stored.get(feed.url, (None, ""))
         due = (last + timedelta(minutes=feed.interval_minutes)) if last else now
         rows.append({
-            "what": "feed", "id": feed.url, "subject": f"poll ({feed.mode})",
+            "what": "feed", "id": feed.url,
+            "subject": f"poll ({feed.mode})" + (f"; last poll failed: {error}" if error else ""),
             "at": max(due, now).isoformat(), "local": _local(max(due, now), tz),
+            "last_fetched_at": last.isoformat() if last else None, "last_error": error or None,
         })  # fmt: skip
     lists = sorted({f.list for f in settings.feeds if f.mode == "digest" and f.list}
                    | ({settings.digest.list} if settings.digest.list else set()))  # fmt: skip

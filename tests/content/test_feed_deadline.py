@@ -9,9 +9,11 @@ import json
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -37,25 +39,28 @@ ODD_DATES = b"""<?xml version="1.0" encoding="utf-8"?>
 
 class _Handler(BaseHTTPRequestHandler):
     stop = threading.Event()
+    hits: ClassVar[Counter[str]] = Counter()
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
-        if self.path == "/trickle":  # headers at once, then a byte every 0.2 s for 10 s
+        self.hits[self.path] += 1
+        if self.path == "/trickle":  # headers at once, then a byte a second for 50 s
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "application/atom+xml")
             self.send_header("Content-Length", "50")
             self.end_headers()
             for _ in range(50):
-                if self.stop.wait(0.2):
+                if self.stop.wait(1.0):
                     return
                 self.wfile.write(b" ")
                 self.wfile.flush()
         elif self.path == "/silent":  # reads the request, never answers
             self.stop.wait(10)
-        elif self.path == "/loop":
-            self._send(HTTPStatus.FOUND, b"", Location="/loop")
+        elif self.path.startswith("/loop"):  # /loop -> /loop/1 -> ... -> /loop/19 -> /loop
+            step = int(self.path.removeprefix("/loop").strip("/") or 0)
+            self._send(HTTPStatus.FOUND, b"", Location=f"/loop/{(step + 1) % 20}")
         elif self.path == "/odd.xml":
             self._send(HTTPStatus.OK, ODD_DATES)
         elif self.path == "/good.xml":
@@ -83,6 +88,7 @@ class _Server(ThreadingHTTPServer):
 @pytest.fixture
 def hostile_server() -> Iterator[str]:
     _Handler.stop.clear()
+    _Handler.hits.clear()
     httpd = _Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -121,6 +127,36 @@ def test_no_feed_stalls_or_crashes_post_fetch(cli, hostile_server: str) -> None:
     titles = {p["title"] for p in json.loads(cli.ok("post", "ls", "--json").stdout)}
     assert {"From year one", "From the end of time", "An XHTML entry"} <= titles
     assert f"{hostile_server}/good.xml: 2 new" in result.stdout
+
+
+def test_the_daemons_feed_jobs_survive_every_hostile_feed(cli, hostile_server: str) -> None:
+    from tests.delivery.test_daemon import Daemon, wait_until
+
+    bad = ["/trickle", "/silent", "/loop"]
+    feeds = "".join(
+        f'[[feeds]]\nurl = "{hostile_server}{path}"\ninterval_minutes = 0.01\n\n'
+        for path in [*bad, "/odd.xml", "/good.xml"]
+    )
+    text = cli.config.read_text() + f"\n[fetch]\ndeadline_seconds = {DEADLINE}\n\n"
+    cli.config.write_text(text + feeds)
+    daemon = Daemon(cli.config)
+    for path in bad:
+        line = daemon.wait_for(f"feed.error url={hostile_server}{path} ")
+        assert "Traceback" not in line and line.count("\n") == 1
+    daemon.wait_for(f"feed.poll url={hostile_server}/odd.xml status=fetched new=2")
+    daemon.wait_for(f"feed.poll url={hostile_server}/good.xml status=fetched new=2")
+    # Every feed is polled again: no job died or hangs on its first failure.
+    for path in [*bad, "/odd.xml", "/good.xml"]:
+        wait_until(lambda path=path: _Handler.hits[path] >= 2)
+    assert daemon.stop() == 0
+    assert "Traceback" not in "".join(daemon.lines), "".join(daemon.lines)[-3000:]
+    rows = json.loads(cli.ok("schedule", "ls", "--json").stdout)
+    errors = {r["id"]: r["last_error"] for r in rows if r["what"] == "feed"}
+    for path in bad:
+        assert errors[f"{hostile_server}{path}"].startswith("cannot fetch feed"), errors
+    assert errors[f"{hostile_server}/good.xml"] is None
+    titles = {p["title"] for p in json.loads(cli.ok("post", "ls", "--json").stdout)}
+    assert {"From year one", "From the end of time", "An XHTML entry"} <= titles
 
 
 def test_a_stored_feed_error_is_one_line(cli, hostile_server: str) -> None:
