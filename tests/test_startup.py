@@ -59,3 +59,38 @@ def test_the_command_table_says_what_the_commands_say() -> None:
 def test_constants_agree() -> None:
     assert newsletter.__version__ == version("newsletter")
     assert head_revision() == HEAD
+
+
+def test_subscriber_list_reads_without_the_orm_or_pydantic(tmp_path) -> None:
+    """`subscriber list` (bench/startup.py's third bar) reads with Core queries: no ORM, no
+    models, no pydantic (Typer's own conversion of option values is replaced, cli/params.py),
+    no address validation."""
+    (tmp_path / "newsletter.toml").write_text('[database]\nurl = "sqlite:///n.db"\n')
+    subprocess.run([sys.executable, "-m", "newsletter", "init"], cwd=tmp_path, check=True,
+                   capture_output=True)  # fmt: skip
+    code = (
+        "import json, sys\n"
+        "from newsletter.cli import main\n"
+        "try:\n"
+        "    main(['subscriber', 'list', '--limit', '5', '--search', 'x'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    assert "newsletter.subscribers.listing" in loaded
+    unwanted = ("sqlalchemy.orm", "pydantic", "email_validator", "newsletter.store.models",
+                "newsletter.subscribers.service", "alembic")  # fmt: skip
+    assert not [m for m in loaded if any(m == u or m.startswith(u + ".") for u in unwanted)]
+
+
+def test_the_core_tables_name_columns_the_models_have() -> None:
+    from newsletter.store import subscribers
+    from newsletter.store.models import Base
+
+    for core in (subscribers.subscribers, subscribers.lists, subscribers.memberships):
+        model = Base.metadata.tables[core.name]
+        assert set(core.c.keys()) <= set(model.c.keys()), core.name

@@ -17,6 +17,7 @@ from typer.core import TyperCommand, TyperGroup
 from .. import __version__
 from ..errors import NewsletterError
 from ..locations import CONFIG_ENV, DEFAULT_CONFIG_PATH
+from .params import plain_params
 
 # Every command, the module of ``newsletter.cli`` that registers it, and its one-line help.
 # A module is imported only when its command runs (or its own --help is asked for): the
@@ -57,6 +58,10 @@ class LazyGroup(TyperGroup):
 
     _listing = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain_params(self)  # --config (see cli/params.py)
+
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
 
@@ -71,6 +76,7 @@ class LazyGroup(TyperGroup):
             holder = typer.Typer()
             module.register(holder)
             loaded = typer.main.get_group(holder)
+            plain_params(loaded)
             for name, command in loaded.commands.items():
                 self.commands.setdefault(name, command)
         return self.commands.get(cmd_name)

@@ -10,17 +10,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings, database_url, load_settings
 from ..errors import StoreError
 from ..store import session_factory, writer_sessions
 from ..store.engine import db_error_line, open_database
 from ..store.migrate import require_current
+
+if TYPE_CHECKING:  # imported by the commands that use sessions (see store.engine)
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 @dataclass
@@ -72,6 +75,14 @@ class AppContext:
         self._require_current()
         with translate_db_errors(), session_factory(self.engine)() as session, session.begin():
             yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A read-only Core transaction (no ORM), for commands that only read and must start
+        fast; like ``reading``, it does not hold SQLite's write lock."""
+        self._require_current()
+        with translate_db_errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
 
     def close(self) -> None:
         if self._engine is not None:

@@ -1,4 +1,8 @@
-"""`newsletter subscriber add|list|show|export|unsubscribe|erase|import`."""
+"""`newsletter subscriber add|list|show|export|unsubscribe|erase|import`.
+
+Each command imports what it uses: `subscriber list` reads with Core queries
+(subscribers/listing.py), the others load the ORM use cases (subscribers/service.py).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ImportFileError, InvalidInputError
-from ..subscribers import service
+from ..subscribers import listing
 from .context import app_context
 from .output import JSON_OPT, console, err_console, print_json, print_json_array
 
@@ -41,6 +45,8 @@ def add(
     ),
 ) -> None:
     """Add a subscriber (active unless --unconfirmed), or add an existing one to lists."""
+    from ..subscribers import service
+
     status = _status(confirmed, unconfirmed)
     with app_context(ctx).transaction() as session:
         sub, created = service.add_subscriber(session, email, name=name, lists=lists, status=status)
@@ -60,16 +66,16 @@ def list_(
     as_json: bool = JSON_OPT,
 ) -> None:
     """List subscribers (streams: works on millions)."""
-    with app_context(ctx).reading() as session:
-        subs = service.iter_subscribers(
-            session, list_name=list_name, status=status, search=search, limit=limit
+    with app_context(ctx).connection() as conn:
+        rows = listing.summaries(
+            conn, list_name=list_name, status=status, search=search, limit=limit
         )
         if as_json:
-            print_json_array(service.summary_row(s) for s in subs)
+            print_json_array(rows)
             return
         table = Table("id", "email", "name", "status", "lists")
-        for s in subs:
-            table.add_row(str(s.id), s.email, s.name, s.status, ", ".join(m.name for m in s.lists))
+        for r in rows:
+            table.add_row(str(r["id"]), r["email"], r["name"], r["status"], ", ".join(r["lists"]))
         console.print(table)
 
 
@@ -80,6 +86,8 @@ def show(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Everything held on one person: fields, lists, history and consent records."""
+    from ..subscribers import service
+
     with app_context(ctx).transaction() as session:
         data = service.person_data(service.find_subscriber(session, who))
     if as_json:
@@ -102,6 +110,7 @@ def export(
     status: str | None = typer.Option(None, "--status", help="Only this status."),
 ) -> None:
     """Export subscribers as CSV (formula-safe for spreadsheets)."""
+    from ..subscribers import service
     from ..subscribers.export import write_csv
 
     with app_context(ctx).reading() as session:
@@ -124,6 +133,8 @@ def unsubscribe(
     reason: str = typer.Option("", "--reason", help="Kept in the history."),
 ) -> None:
     """Unsubscribe someone (idempotent)."""
+    from ..subscribers import service
+
     with app_context(ctx).transaction() as session:
         sub = service.find_subscriber(session, who)
         changed = service.unsubscribe(session, sub, source="cli", reason=reason)
@@ -137,6 +148,8 @@ def erase(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """GDPR erasure: delete the person's data, keep only a hash so they are never re-added."""
+    from ..subscribers import service
+
     nl = app_context(ctx)
     if not yes and not typer.confirm(f"Erase {who} and all their data?", err=True):
         raise typer.Exit(1)

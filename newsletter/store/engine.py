@@ -11,13 +11,16 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError
+
+if TYPE_CHECKING:  # the ORM is imported by the commands that use sessions, not by all
+    from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PRIVATE_FILE_MODE = 0o600
@@ -175,6 +178,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit (the CLI prints them)."""
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(engine, expire_on_commit=False)
 
 
@@ -183,6 +188,8 @@ def writer_sessions(engine: Engine) -> sessionmaker[Session]:
     is taken (or waited for, up to the busy timeout) at the start, so a transaction that reads
     and then writes cannot fail with "database is locked" when another writer got in between.
     Elsewhere the same as ``session_factory``."""
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
 
 

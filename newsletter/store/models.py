@@ -7,7 +7,7 @@ Times are stored in UTC and come back timezone-aware (``UTCDateTime``).
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -16,7 +16,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -26,12 +25,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
     Unicode,
     UniqueConstraint,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Re-exported: the models' callers import them from here.
+from .types import SUBSCRIBER_STATUSES as SUBSCRIBER_STATUSES
+from .types import SUPPRESSED_STATUSES as SUPPRESSED_STATUSES
+from .types import UTCDateTime as UTCDateTime
+from .types import utcnow as utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -41,9 +45,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-SUBSCRIBER_STATUSES = ("unconfirmed", "active", "unsubscribed", "bounced", "complained")
-# Statuses an import or an admin add may never turn back into "active".
-SUPPRESSED_STATUSES = ("unsubscribed", "bounced", "complained")
 EVENT_KINDS = (
     "subscribed",
     "confirmed",
@@ -61,33 +62,9 @@ EVENT_KINDS = (
 IdType = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def new_token() -> str:
     """A random, URL-safe token of 128 bits (unsubscribe, confirm, preferences links)."""
     return secrets.token_urlsafe(16)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out, on SQLite (naive text) and PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; use an aware UTC time")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..errors import InvalidInputError, NotFoundError
 from ..store.models import (
-    SUBSCRIBER_STATUSES,
     SUPPRESSED_STATUSES,
     MailingList,
     Membership,
@@ -24,6 +23,7 @@ from ..store.models import (
     Suppression,
     utcnow,
 )
+from .listing import check_status, no_such_list
 from .validate import clean_name, normalise_email, suppression_hash
 
 # --- lists -------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def edit_list(
 def get_list(session: Session, name: str) -> MailingList:
     mlist = session.scalar(select(MailingList).where(MailingList.name == name))
     if mlist is None:
-        raise NotFoundError(f"no list named {name!r} (create it with `newsletter list create`)")
+        raise no_such_list(name)
     return mlist
 
 
@@ -195,10 +195,7 @@ def iter_subscribers(
     chunk: int = 2000,
 ) -> Iterator[Subscriber]:
     """Subscribers in id order, streamed in chunks (keyset pagination: flat memory)."""
-    if status is not None and status not in SUBSCRIBER_STATUSES:
-        raise InvalidInputError(
-            f"unknown status {status!r}; one of: {', '.join(SUBSCRIBER_STATUSES)}"
-        )
+    check_status(status)
     stmt = select(Subscriber).order_by(Subscriber.id)
     if list_name:
         mlist = get_list(session, list_name)
@@ -267,18 +264,6 @@ def person_data(sub: Subscriber) -> dict[str, Any]:
             }
             for e in sub.events
         ],
-    }
-
-
-def summary_row(sub: Subscriber) -> dict[str, Any]:
-    """The short form used by `subscriber list --json`."""
-    return {
-        "id": sub.id,
-        "email": sub.email,
-        "name": sub.name,
-        "status": sub.status,
-        "lists": [m.name for m in sub.lists],
-        "created_at": _iso(sub.created_at),
     }
 
 
