@@ -58,9 +58,9 @@ class LazyGroup(TyperGroup):
 
     _listing = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        plain_params(self)  # --config (see cli/params.py)
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        plain_params(self)  # --config and the completion flags (see cli/params.py)
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)

@@ -3,7 +3,7 @@
 Typer 0.29 converts every value a command line gives through a pydantic ``TypeAdapter``,
 and importing pydantic for that costs about 95 ms of every command's start (more than the
 rest of Typer). Our commands take only plain values: text, whole numbers (some with a
-minimum or maximum), paths and repeated text options. ``plain_params`` gives each such
+minimum or maximum), flags, paths and repeated text options. ``plain_params`` gives each such
 parameter a conversion of its own, with Typer's own contract (``typer._coercion.
 RuntimeParam``, which keeps the handling of missing and repeated values); any other kind of
 parameter keeps Typer's conversion. If a Typer release changes that contract, nothing here
@@ -13,18 +13,21 @@ imported, which says to look here).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 try:  # Typer's private contract; see the module doc
+    from typer._click.core import Context
     from typer._click.exceptions import BadParameter
     from typer._coercion import RuntimeParam
     from typer._param_types import coerce_cli_path
 except ImportError:  # pragma: no cover - another Typer: keep its conversion
     RuntimeParam = None  # type: ignore[assignment,misc]
 
-_PLAIN = (str, int, Path)
+_PLAIN = (str, int, Path, bool)
+_TRUE, _FALSE = {"1", "true", "t", "yes", "y", "on"}, {"0", "false", "f", "no", "n", "off"}
 
 
 def _number(value: Any, info: Any, param: Any, ctx: Any) -> int:
@@ -47,7 +50,18 @@ def _number(value: Any, info: Any, param: Any, ctx: Any) -> int:
     return number
 
 
+def _flag(value: Any, param: Any, ctx: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise BadParameter(f"{value!r} is not a valid boolean.", ctx=ctx, param=param)
+
+
 def _one(kind: type, value: Any, info: Any, param: Any, ctx: Any) -> Any:
+    if kind is bool:
+        return _flag(value, param, ctx)
     if kind is int:
         return _number(value, info, param, ctx)
     if kind is Path:  # Typer's own checks (exists, readable, ...), given a Path already
@@ -92,12 +106,13 @@ def plain_params(command: Any) -> None:
     """Give every plain parameter of ``command`` (and of its subcommands) our conversion."""
     if RuntimeParam is None:
         return
-    for param in getattr(command, "params", ()):
+    params = list(getattr(command, "params", ()))
+    with contextlib.suppress(Exception):  # --help: made once per command, on first use
+        params.append(command.get_help_option(Context(command)))
+    for param in params:
         descriptor = getattr(param, "type_descriptor", None)
         if descriptor is None or getattr(param, "_runtime_param", "absent") is not None:
             continue
-        if descriptor.annotation is bool:
-            continue  # Typer converts flags without pydantic already
         plain = _plain_kind(descriptor)
         if plain is not None:
             param._runtime_param = _PlainParam(

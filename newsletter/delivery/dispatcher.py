@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import msgspec
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
@@ -119,8 +120,8 @@ class Worker:
         self.sessions = writer_sessions(engine)
         self.connections = connections or settings.smtp.concurrency
         if self.connections != settings.smtp.concurrency:
-            smtp = settings.smtp.model_copy(update={"concurrency": self.connections})
-            settings = settings.model_copy(update={"smtp": smtp})
+            smtp = msgspec.structs.replace(settings.smtp, concurrency=self.connections)
+            settings = msgspec.structs.replace(settings, smtp=smtp)
         self.settings = settings
         self.issue_id = issue_id
         self.exit_when_idle = exit_when_idle

@@ -73,8 +73,8 @@ def test_ipv6_prefix_sets_the_network_that_is_counted(web) -> None:
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ("ipv6_prefix = 16", "web.ipv6_prefix: Input should be greater than or equal to 32"),
-        ("ipv6_prefix = 129", "web.ipv6_prefix: Input should be less than or equal to 128"),
+        ("ipv6_prefix = 16", "web.ipv6_prefix: expected int >= 32"),
+        ("ipv6_prefix = 129", "web.ipv6_prefix: expected int <= 128"),
     ],
 )
 def test_ipv6_prefix_out_of_range_is_one_line(cli, section: str, message: str) -> None:

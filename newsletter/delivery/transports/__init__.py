@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from ...config import SendingSettings, SmtpSettings
 from .base import (
     BAD_MAILBOX,
@@ -50,5 +52,5 @@ def make_transport(smtp: SmtpSettings, sending: SendingSettings, *, base_dir: Pa
     if sending.transport == "maildir":
         return MaildirTransport(base_dir / sending.maildir_path)
     if smtp.ca_file:
-        smtp = smtp.model_copy(update={"ca_file": str(base_dir / smtp.ca_file)})
+        smtp = msgspec.structs.replace(smtp, ca_file=str(base_dir / smtp.ca_file))
     return SmtpTransport(smtp, ehlo_name=smtp.ehlo_name)
