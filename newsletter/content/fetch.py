@@ -79,7 +79,10 @@ def fetch_feed(
                 url=str(response.url),
             )
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        reason = clean_line(str(exc)) or type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException) and time.monotonic() >= ends:
+            reason = f"not complete after {deadline:g} s"  # the last wait ran into the deadline
+        else:
+            reason = clean_line(str(exc)) or type(exc).__name__
         raise FeedError(f"cannot fetch feed {url}: {reason}") from exc
 
 
