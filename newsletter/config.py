@@ -2,7 +2,7 @@
 
 ``load_settings(path)`` reads the file once into frozen, typed objects; everything else takes
 them as arguments. Unknown keys and wrong types are refused with a message that names the
-key (``smtp.port: expected int, got str``). Secrets never sit in the file: the SMTP
+key (``smtp.port: expected an integer, got a string``). Secrets never sit in the file: the SMTP
 password is read from the environment variable the file names (``smtp.password_env``).
 
 No string may hold a line break or another control character (only the multi-line texts,
@@ -25,7 +25,7 @@ import re
 import tomllib
 import unicodedata
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -308,6 +308,57 @@ class Settings(_Section, frozen=True):
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _FIELD = re.compile(r"^`?(?P<name>[A-Za-z_][A-Za-z0-9_]*)`?: (?P<rest>.*)$", re.DOTALL)
+_WRONG_TYPE = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
+_BOUND = re.compile(
+    r"^Expected `(?P<kind>[^`]+)`(?P<length> of length)? (?P<op>[<>]=?) (?P<limit>\S+)$"
+)
+# msgspec's type names, as a TOML user reads them.
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "array": "an array",
+    "object": "a table",
+    "datetime": "a date-time",
+    "date": "a date",
+    "time": "a time",
+}
+
+
+def _choices(keys: list[str]) -> tuple[object, ...]:
+    """The Literal choices of the field at ``keys`` (``["smtp", "security"]``), else ()."""
+    kind: object = Settings
+    for key in keys:
+        if get_origin(kind) is tuple:  # tuple[FeedSettings, ...]: key is an index
+            kind = get_args(kind)[0]
+        elif isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            kind = {f.name: f.type for f in msgspec.structs.fields(kind)}.get(key)
+        else:
+            return ()
+    return get_args(kind) if get_origin(kind) is Literal else ()
+
+
+def _plain(msg: str, keys: list[str]) -> str:
+    """msgspec's own message in words (``Expected `int` >= 1`` -> ``must be >= 1``)."""
+    if wrong := _WRONG_TYPE.match(msg):
+        want = _KINDS.get(wrong["want"], wrong["want"])
+        got = "a float" if wrong["got"] == "float" else _KINDS.get(wrong["got"], wrong["got"])
+        return f"expected {want}, got {got}"
+    if bound := _BOUND.match(msg):
+        limit = bound["limit"].removesuffix(".0")
+        if bound["length"]:
+            least = {">=": "at least", ">": "more than", "<=": "at most", "<": "fewer than"}
+            unit = "character" if bound["kind"] == "str" else "item"
+            unit += "" if limit == "1" else "s"
+            return f"must be {least[bound['op']]} {limit} {unit} long"
+        return f"must be {bound['op']} {limit}"
+    if msg.startswith("Invalid enum value ") and (choices := _choices(keys)):
+        given = msg.removeprefix("Invalid enum value ")
+        *rest, last = (repr(c) for c in choices)
+        return f"must be {', '.join(rest)} or {last}, not {given}"
+    msg = msg.replace("`", "")
+    return msg[:1].lower() + msg[1:]
 
 
 def _describe(err: msgspec.ValidationError, path: Path) -> str:
@@ -323,8 +374,7 @@ def _describe(err: msgspec.ValidationError, path: Path) -> str:
     elif own := _FIELD.match(msg):  # our _check: "field: message"
         keys, msg = [*keys, own["name"]], own["rest"]
     else:  # "Expected `int`, got `str`", "Expected `float` >= 0", "Invalid enum value 'x'"
-        msg = msg.replace("`", "")
-        msg = msg[:1].lower() + msg[1:]
+        msg = _plain(msg, keys)
     key = ".".join(keys) or "(top level)"
     return f"{path}: {key}: {msg}"
 
@@ -356,7 +406,7 @@ def settings_from_dict(raw: dict, path: Path = Path(DEFAULT_CONFIG_PATH)) -> Set
     """Validate an already-parsed config mapping (used by load_settings and tests)."""
     if "base_dir" in raw:
         raise ConfigError(f"{path}: base_dir: unknown key")
-    if "password" in (raw.get("smtp") or {}):
+    if isinstance(smtp := raw.get("smtp"), dict) and "password" in smtp:
         raise ConfigError(f"{path}: smtp.password: unknown key (name an environment "
                           "variable with smtp.password_env)")  # fmt: skip
     try:

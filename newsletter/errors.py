@@ -27,7 +27,10 @@ called, with ``raise SomeError(...) from exc``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the annotation only: errors stay at the bottom of the layers
+    from .delivery.transports.base import Result
 
 
 class NewsletterError(Exception):
@@ -79,9 +82,9 @@ class TransportError(NewsletterError):
     record them before stopping.
     """
 
-    def __init__(self, message: str, results: Sequence[Any] = ()) -> None:
+    def __init__(self, message: str, results: Sequence[Result] = ()) -> None:
         super().__init__(message)
-        self.results = list(results)
+        self.results: list[Result] = list(results)
 
 
 class RateLimitedError(NewsletterError):

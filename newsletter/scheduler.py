@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +56,7 @@ from .issues import schedule
 from .issues.announce import announce_pending
 from .issues.service import create_issue
 from .store import writer_sessions
+from .store.errors import translating
 from .store.models import Issue, utcnow
 
 log = logging.getLogger("newsletter.scheduler")
@@ -386,21 +388,32 @@ class _JobThreads(ThreadPoolExecutor):
 # Job functions: module-level so the job store can keep a reference to them by name.
 
 
+def _run_job(name: str, work: Callable[[], None]) -> None:
+    """One job run: a database that cannot be used, or another of our errors, is one logged
+    line (the job runs again at its next time), not a traceback from APScheduler."""
+    try:
+        with translating():
+            work()
+    except NewsletterError as exc:
+        log.error("job.error job=%s error=%s", name, exc)
+
+
 def job_dispatch() -> None:
     if _daemon is not None:
-        _daemon.dispatch()
+        _run_job("dispatch", _daemon.dispatch)
 
 
 def job_poll_feed(url: str) -> None:
     if _daemon is not None:
-        _daemon.poll(url)
+        daemon = _daemon
+        _run_job(f"feed:{url}", lambda: daemon.poll(url))
 
 
 def job_digest() -> None:
     if _daemon is not None:
-        _daemon.digest()
+        _run_job("digest", _daemon.digest)
 
 
 def job_bounces() -> None:
     if _daemon is not None:
-        _daemon.bounces()
+        _run_job("bounces", _daemon.bounces)

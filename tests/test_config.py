@@ -30,12 +30,15 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[smtp]\nport = 'abc'\n", "smtp.port: expected int, got str"),
-        ("[smtp]\nport = 0\n", "smtp.port: expected int >= 1"),
+        ("[smtp]\nport = 'abc'\n", "smtp.port: expected an integer, got a string"),
+        ("[smtp]\nport = 0\n", "smtp.port: must be >= 1"),
         ("[smtp]\npassword = 'x'\n", "smtp.password: unknown key"),
         ("[smtp]\nprot = 25\n", "smtp.prot: unknown key"),
         ("[bogus]\nx = 1\n", "bogus: unknown key"),
-        ("[smtp]\nsecurity = 'ssl'\n", "smtp.security:"),
+        ("[smtp]\nsecurity = 'ssl'\n", "smtp.security: must be 'starttls', 'tls' or 'none'"),
+        ("smtp = 3\n", "smtp: expected a table, got an integer"),
+        ("[sending]\npause_bounce_rate = 2\n", "sending.pause_bounce_rate: must be <= 1"),
+        ("[digest]\ncron = '0 9 * *'\n", "digest.cron: '0 9 * *' needs 5 fields"),
         ("[[feeds]]\nmode = 'draft'\n", "feeds.0.url: required"),
         ("[scheduler]\ntimezone = 'Mars/Olympus'\n", "scheduler.timezone:"),
         ("[smtp\n", "not valid TOML"),

@@ -8,8 +8,9 @@ import typer
 
 from ..bounces import iter_bounces, process_spec
 from ..errors import InvalidInputError
+from ..store.errors import translating
 from ..subscribers.service import find_subscriber
-from .context import app_context, translate_db_errors
+from .context import app_context
 from .output import JSON_OPT, console, print_json, print_json_array
 
 bounce_app = typer.Typer(
@@ -44,7 +45,7 @@ def process(
             "or set [bounces] source"
         )
     base_dir = Path.cwd() if source else Path(nl.settings.base_dir)
-    with translate_db_errors():
+    with translating():
         summary = process_spec(spec, nl.sessions(), nl.settings, base_dir=base_dir, dry_run=dry_run)
     if as_json:
         print_json(summary.as_dict())

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 
 import typer
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ..config import Settings, database_url, load_settings
-from ..errors import StoreError
 from ..store import session_factory, writer_sessions
-from ..store.engine import db_error_line, open_database
+from ..store.engine import open_database
+from ..store.errors import translating
 from ..store.migrate import require_current
 
 if TYPE_CHECKING:  # imported by the commands that use sessions (see store.engine)
@@ -65,7 +64,7 @@ class AppContext:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on any error."""
-        with translate_db_errors(), self.sessions()() as session, session.begin():
+        with translating(), self.sessions()() as session, session.begin():
             yield session
 
     @contextmanager
@@ -73,7 +72,7 @@ class AppContext:
         """A read-only transaction that does not hold SQLite's write lock (long listings and
         exports must not block the daemon or a send)."""
         self._require_current()
-        with translate_db_errors(), session_factory(self.engine)() as session, session.begin():
+        with translating(), session_factory(self.engine)() as session, session.begin():
             yield session
 
     @contextmanager
@@ -81,21 +80,12 @@ class AppContext:
         """A read-only Core transaction (no ORM), for commands that only read and must start
         fast; like ``reading``, it does not hold SQLite's write lock."""
         self._require_current()
-        with translate_db_errors(), self.engine.connect() as conn, conn.begin():
+        with translating(), self.engine.connect() as conn, conn.begin():
             yield conn
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
-
-
-@contextmanager
-def translate_db_errors() -> Iterator[None]:
-    """A lost or unreachable database becomes one StoreError line (password masked)."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as exc:
-        raise StoreError(f"database error: {db_error_line(exc)}") from exc
 
 
 def app_context(ctx: typer.Context) -> AppContext:

@@ -22,8 +22,9 @@ from ..issues import archive as archive_
 from ..issues import lint as lint_
 from ..issues import preview as preview_
 from ..issues import schedule, service
+from ..store.errors import translating
 from ..store.models import DELIVERY_STATUSES, FINAL_DELIVERY_STATUSES
-from .context import AppContext, app_context, translate_db_errors
+from .context import AppContext, app_context
 from .output import ISSUE_ID, JSON_OPT, console, err_console, print_json, print_json_array
 from .signals import StopSignals
 
@@ -251,7 +252,7 @@ def _send_with_progress(
             bar.update(task, completed=done, total=max(total, sum(counts.values())),
                        rate=f"{counts.get('sent', 0) / elapsed:,.0f}/s")  # fmt: skip
 
-        with translate_db_errors():
+        with translating():
             return send_issue(
                 nl.engine, nl.config_path, issue_id,
                 workers=workers or default_workers(nl.engine), only_missed=only_missed,

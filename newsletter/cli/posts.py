@@ -13,7 +13,8 @@ from ..content import library
 from ..content.fetch import USER_AGENT
 from ..errors import InvalidInputError
 from ..issues.announce import announce_pending
-from .context import app_context, translate_db_errors
+from ..store.errors import translating
+from .context import app_context
 from .output import JSON_OPT, console, err_console, print_json_array
 
 post_app = typer.Typer(help="Posts: from the blog's feeds or Markdown files.", no_args_is_help=True)
@@ -37,7 +38,7 @@ def fetch(
     failed = 0
     fetch_settings = nl.settings.fetch
     with (
-        translate_db_errors(),
+        translating(),
         httpx.Client(headers={"User-Agent": USER_AGENT}) as client,
         ThreadPoolExecutor(max_workers=fetch_settings.concurrency) as pool,
     ):

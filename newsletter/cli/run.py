@@ -12,8 +12,9 @@ from rich.table import Table
 from ..cron import cron_trigger
 from ..issues import schedule
 from ..scheduler import Daemon
+from ..store.errors import translating
 from ..store.models import Feed, utcnow
-from .context import app_context, translate_db_errors
+from .context import app_context
 from .output import JSON_OPT, console, print_json_array
 from .signals import StopSignals
 
@@ -35,7 +36,7 @@ def run(ctx: typer.Context) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request (and redirect)
     daemon = Daemon(nl.settings, nl.engine)
-    with StopSignals(daemon.stop) as signals, translate_db_errors():
+    with StopSignals(daemon.stop) as signals, translating():
         daemon.run()
     if signals.exit_status:
         raise typer.Exit(signals.exit_status)

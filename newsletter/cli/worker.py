@@ -7,7 +7,8 @@ import threading
 import typer
 
 from ..delivery.send import run_worker_process
-from .context import app_context, translate_db_errors
+from ..store.errors import translating
+from .context import app_context
 from .output import err_console
 from .signals import StopSignals
 
@@ -22,7 +23,7 @@ def worker(ctx: typer.Context) -> None:
     nl.sessions()  # config and schema problems are reported before the loop starts
     stop = threading.Event()
     err_console.print("Worker running; Ctrl-C or SIGTERM stops it after the messages on the wire.")
-    with StopSignals(stop) as signals, translate_db_errors():
+    with StopSignals(stop) as signals, translating():
         counts = run_worker_process(nl.config_path, stop)
     done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing"
     err_console.print(f"Worker stopped: {done}; unsent claims were released.")

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -41,7 +40,7 @@ from ..errors import (
     StoreError,
 )
 from ..store import session_factory, writer_sessions
-from ..store.engine import db_error_line
+from ..store.errors import translating
 from ..store.models import utcnow
 from ..subscribers.optin import (
     ConfirmationMail,
@@ -105,11 +104,8 @@ class WebApp:
     @staticmethod
     @contextlib.contextmanager
     def _transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
-        try:
-            with sessions() as session, session.begin():
-                yield session
-        except (OperationalError, InterfaceError) as exc:
-            raise StoreError(f"database error: {db_error_line(exc)}") from exc
+        with translating(), sessions() as session, session.begin():
+            yield session
 
     def _call(
         self,
