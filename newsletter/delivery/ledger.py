@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from ..config import SendingSettings
 from ..errors import InvalidInputError
+from ..issues import status as issue_status
 from ..store.models import (
     Delivery,
     Issue,
@@ -87,7 +88,7 @@ def start_issue(session: Session, issue: Issue, *, now: datetime | None = None) 
         {"issue_id": issue.id, "now": now, "list_id": issue.list_id},
     ).rowcount
     if issue.status != ACTIVE_ISSUE:
-        issue.status = ACTIVE_ISSUE
+        issue_status.change(issue, ACTIVE_ISSUE)
         issue.started_at = issue.started_at or now
         issue.finished_at = None
     session.flush()
@@ -425,7 +426,7 @@ def finish_if_done(session: Session, issue: Issue, *, now: datetime | None = Non
     )
     if open_count:
         return False
-    issue.status = "sent"
+    issue_status.change(issue, issue_status.SENT)
     issue.finished_at = now or utcnow()
     session.flush()
     return True

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from ..config import database_url, load_settings
 from ..errors import InvalidInputError, NewsletterError
+from ..issues import status as issue_status
 from ..issues.service import get_issue
 from ..store import connect, writer_sessions
 from ..store.models import Delivery, Issue, utcnow
@@ -82,7 +83,7 @@ def open_for_sending(
             .values(status="pending", attempts=0, next_attempt_at=utcnow(), claimed_by="")
         ).rowcount
         if issue.status == "sent" and retried:
-            issue.status = "sending"
+            issue_status.change(issue, issue_status.SENDING)
         if issue.status == "sending":
             return 0
     if issue.status == "sent" and joined_at and issue.finished_at and issue.finished_at > joined_at:
@@ -268,7 +269,7 @@ def set_issue_status(session: Session, issue_id: int, action: str) -> Issue:
     if action == "resume" and issue.pause_reason:
         # Resumed after the reputation guard paused it: the marketer has decided.
         issue.pause_reason, issue.guard_off = "", 1
-    issue.status = target
+    issue_status.change(issue, target)
     session.flush()
     return issue
 

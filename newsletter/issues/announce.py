@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..store.models import Issue, Post, utcnow
+from . import status as issue_status
 from .service import create_issue
 
 
@@ -40,7 +41,8 @@ def announce_pending(session: Session, settings: Settings) -> list[Announced]:
             continue
         issue: Issue = create_issue(session, settings, post_id=post.id, list_name=feed.list or None)
         if feed.mode == "send":
-            issue.status, issue.scheduled_at = "scheduled", utcnow()
+            issue_status.change(issue, issue_status.SCHEDULED)
+            issue.scheduled_at = utcnow()
         post.announce = "done"
         done.append(Announced(issue.id, post.id, feed.mode, feed.list))
     session.flush()

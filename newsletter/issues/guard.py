@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..config import SendingSettings
 from ..store.models import Issue
+from . import status as issue_status
 
 ATTEMPTED = ("sent", "deferred", "failed", "bounced")
 """Delivery states that mean the delivery was tried."""
@@ -57,7 +58,7 @@ def pause_for(session: Session, issue: Issue, reason: str) -> bool:
     pause before. True if it paused it now."""
     if not reason or issue.status != "sending" or issue.guard_off:
         return False
-    issue.status = "paused"
+    issue_status.change(issue, issue_status.PAUSED)
     issue.pause_reason = reason
     session.flush()
     return True

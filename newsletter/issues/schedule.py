@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidInputError
 from ..store.models import Issue, utcnow
+from . import status as issue_status
 
 SCHEDULABLE = ("draft", "scheduled", "missed")
 
@@ -62,7 +63,7 @@ def schedule_issue(
             f"{when.isoformat(timespec='minutes')} is in the past; pick a later time"
         )
     issue.scheduled_at = when
-    issue.status = "scheduled"
+    issue_status.change(issue, issue_status.SCHEDULED)
     session.flush()
     return issue
 
@@ -71,7 +72,7 @@ def unschedule_issue(session: Session, issue: Issue) -> Issue:
     """Back to a draft. Raises InvalidInputError unless the issue is scheduled or missed."""
     if issue.status not in ("scheduled", "missed"):
         raise InvalidInputError(f"issue {issue.id} is {issue.status}, not scheduled")
-    issue.status = "draft"
+    issue_status.change(issue, issue_status.DRAFT)
     issue.scheduled_at = None
     session.flush()
     return issue
@@ -91,7 +92,7 @@ def due_issues(
     send, missed = [], []
     for issue in due:
         if issue.scheduled_at is not None and now - issue.scheduled_at > grace:
-            issue.status = "missed"
+            issue_status.change(issue, issue_status.MISSED)
             missed.append(issue)
         else:
             send.append(issue)
