@@ -309,9 +309,6 @@ class Settings(_Section, frozen=True):
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _FIELD = re.compile(r"^`?(?P<name>[A-Za-z_][A-Za-z0-9_]*)`?: (?P<rest>.*)$", re.DOTALL)
 _WRONG_TYPE = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
-_BOUND = re.compile(
-    r"^Expected `(?P<kind>[^`]+)`(?P<length> of length)? (?P<op>[<>]=?) (?P<limit>\S+)$"
-)
 # msgspec's type names, as a TOML user reads them.
 _KINDS = {
     "int": "an integer",
@@ -340,19 +337,12 @@ def _choices(keys: list[str]) -> tuple[object, ...]:
 
 
 def _plain(msg: str, keys: list[str]) -> str:
-    """msgspec's own message in words (``Expected `int` >= 1`` -> ``must be >= 1``)."""
+    """msgspec's own message, in a TOML user's words for types and choices (bounds stay as
+    msgspec says them: ``expected int >= 1``)."""
     if wrong := _WRONG_TYPE.match(msg):
         want = _KINDS.get(wrong["want"], wrong["want"])
         got = "a float" if wrong["got"] == "float" else _KINDS.get(wrong["got"], wrong["got"])
         return f"expected {want}, got {got}"
-    if bound := _BOUND.match(msg):
-        limit = bound["limit"].removesuffix(".0")
-        if bound["length"]:
-            least = {">=": "at least", ">": "more than", "<=": "at most", "<": "fewer than"}
-            unit = "character" if bound["kind"] == "str" else "item"
-            unit += "" if limit == "1" else "s"
-            return f"must be {least[bound['op']]} {limit} {unit} long"
-        return f"must be {bound['op']} {limit}"
     if msg.startswith("Invalid enum value ") and (choices := _choices(keys)):
         given = msg.removeprefix("Invalid enum value ")
         *rest, last = (repr(c) for c in choices)
