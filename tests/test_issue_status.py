@@ -37,3 +37,27 @@ def test_a_cancelled_or_unknown_state_goes_nowhere() -> None:
     with pytest.raises(InvalidInputError, match="'archived' is not an issue status"):
         status.change(issue, "archived")
     assert not status.TRANSITIONS["cancelled"]
+
+
+def test_subscriber_status_changes_as_its_table_says() -> None:
+    from newsletter.store.models import SUBSCRIBER_STATUSES, Subscriber
+    from newsletter.subscribers import status as sub_status
+
+    allowed = {
+        ("unconfirmed", "active"), ("unconfirmed", "unsubscribed"), ("unconfirmed", "bounced"),
+        ("unconfirmed", "complained"), ("active", "unsubscribed"), ("active", "bounced"),
+        ("active", "complained"), ("unsubscribed", "active"), ("unsubscribed", "complained"),
+        ("bounced", "unsubscribed"), ("bounced", "complained"), ("complained", "unsubscribed"),
+    }  # fmt: skip
+    for current in SUBSCRIBER_STATUSES:
+        for to in SUBSCRIBER_STATUSES:
+            sub = Subscriber(email="ada@example.com", status=current)
+            if current == to or (current, to) in allowed:
+                sub_status.change(sub, to)
+                assert sub.status == to
+            else:
+                with pytest.raises(InvalidInputError, match=f"is {current}: they cannot become"):
+                    sub_status.change(sub, to)
+    # the bounce rules' set-based updates take the same table
+    assert sub_status.sources("bounced") == ("unconfirmed", "active")
+    assert set(sub_status.sources("complained")) == set(SUBSCRIBER_STATUSES) - {"complained"}

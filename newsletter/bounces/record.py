@@ -43,12 +43,12 @@ from sqlalchemy.orm import Session
 from ..config import BounceSettings
 from ..errors import InvalidInputError
 from ..store.models import Bounce, Delivery, Subscriber, utcnow
+from ..subscribers import status as sub_status
 from ..subscribers.service import is_suppressed, log_event
 from ..subscribers.validate import normalise_email
 from .parse import Failure, Report, clean, find_reply, our_message_id
 from .verp import VerpCodec
 
-BOUNCED_FROM = ("active", "unconfirmed")
 _CODES = re.compile(
     r"(?<![\w.])[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3}\b)?|(?<![\w.])[245]\.\d{1,3}\.\d{1,3}\b"
 )
@@ -222,9 +222,9 @@ def _erased(session: Session, address: str) -> bool:
 
 def _settle_delivery(session: Session, delivery_id: int, failure: Failure, now: datetime) -> None:
     if failure.kind == "hard":
-        status = "bounced"
+        outcome = "bounced"
     elif failure.kind == "soft" and failure.action == "failed":
-        status = "failed"
+        outcome = "failed"
     else:
         return
     # Like the SMTP transport's results: the code, the enhanced code, the reply's text.
@@ -234,7 +234,7 @@ def _settle_delivery(session: Session, delivery_id: int, failure: Failure, now: 
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status == "sent")
         .values(
-            status=status,
+            status=outcome,
             last_code=find_reply(reply),
             last_enhanced=failure.status[:16],
             last_text=clean(f"{text} (reported by a bounce message)", 500),
@@ -265,31 +265,29 @@ def _apply_rules(
     subscriber_id = bounce.subscriber_id
     assert subscriber_id is not None
     rule = ""
-    new_status = ""
+    becomes = ""
     if failure.kind == "hard":
         n = _distinct_messages(session, subscriber_id, "hard")
         if n >= rules.hard_bounce_limit:
-            new_status, rule = "bounced", f"{n} hard bounce(s), limit {rules.hard_bounce_limit}"
+            becomes, rule = "bounced", f"{n} hard bounce(s), limit {rules.hard_bounce_limit}"
     elif failure.kind == "soft":
         days = rules.soft_bounce_window_days
         n = _distinct_messages(session, subscriber_id, "soft", now - timedelta(days=days))
         if n >= rules.soft_bounce_limit:
-            new_status = "bounced"
+            becomes = "bounced"
             rule = f"{n} soft bounces in {days} days, limit {rules.soft_bounce_limit}"
     else:
         n = _distinct_messages(session, subscriber_id, "complaint")
         if n >= rules.complaint_limit:
-            new_status, rule = "complained", f"{n} complaint(s), limit {rules.complaint_limit}"
+            becomes, rule = "complained", f"{n} complaint(s), limit {rules.complaint_limit}"
     changed = False
-    if new_status:
-        allowed = Subscriber.status.in_(BOUNCED_FROM) if new_status == "bounced" else (
-            Subscriber.status != "complained"
-        )  # fmt: skip
+    if becomes:
+        allowed = Subscriber.status.in_(sub_status.sources(becomes))
         changed = bool(
             session.execute(
                 update(Subscriber)
                 .where(Subscriber.id == subscriber_id, allowed)
-                .values(status=new_status, updated_at=now)
+                .values(status=becomes, updated_at=now)
             ).rowcount
         )
     detail: dict[str, Any] = {
@@ -305,11 +303,11 @@ def _apply_rules(
     }
     if changed:
         detail["rule"] = rule
-        kind = new_status
+        kind = becomes
     else:
         kind = "complaint" if failure.kind == "complaint" else "bounce"
     log_event(session, subscriber_id, kind, source=report.format, detail=detail, at=now)
     if not changed:
         return None
     email = session.scalar(select(Subscriber.email).where(Subscriber.id == subscriber_id)) or ""
-    return Change(subscriber_id, email, new_status, rule)
+    return Change(subscriber_id, email, becomes, rule)

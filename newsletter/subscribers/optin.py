@@ -53,6 +53,7 @@ from ..store.models import (
     Subscriber,
     SubscriberEvent,
 )
+from . import status as sub_status
 from .service import erase, is_suppressed, log_event, person_data, unsubscribe
 from .validate import clean_name, normalise_email
 
@@ -385,7 +386,7 @@ def confirm(
         return ConfirmResult("expired")
     consent = confirmation.consent or {}
     if sub.status != "active":
-        sub.status = "active"
+        sub_status.change(sub, sub_status.ACTIVE)
         sub.confirmed_at = now
         sub.unsubscribed_at = None
     if consent.get("name"):

@@ -23,6 +23,7 @@ from ..store.models import (
     Suppression,
     utcnow,
 )
+from . import status as sub_status
 from .listing import check_status, no_such_list
 from .validate import clean_name, normalise_email, suppression_hash
 
@@ -232,7 +233,7 @@ def unsubscribe(
     if sub.status == "unsubscribed":
         return False
     previous = sub.status
-    sub.status = "unsubscribed"
+    sub_status.change(sub, sub_status.UNSUBSCRIBED)
     sub.unsubscribed_at = utcnow()
     detail = {"previous": previous} | ({"reason": reason} if reason else {})
     log_event(session, sub.id, "unsubscribed", source=source, ip=ip, detail=detail)
