@@ -287,8 +287,6 @@ class Settings(_Section, frozen=True):
     """All settings; every section has defaults so an empty file is a valid config."""
 
     _unchecked: ClassVar[frozenset[str]] = frozenset({"base_dir"})  # a directory on disk
-    # Not read from the file (tests/test_config.py keeps config.example.toml to the rest).
-    internal: ClassVar[frozenset[str]] = frozenset({"base_dir"})
 
     site: SiteSettings = field(default_factory=SiteSettings)
     sender: SenderSettings = field(default_factory=SenderSettings)

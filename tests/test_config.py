@@ -78,7 +78,7 @@ def test_password_comes_from_the_named_environment_variable(
 def _keys(model: type, prefix: str = "") -> set[str]:
     keys = set()
     for f in msgspec.structs.fields(model):
-        if f.name in getattr(model, "internal", ()) or (
+        if f.name in model._unchecked or (  # not read from the file
             model is SmtpSettings and f.name == "password"
         ):
             continue

@@ -45,4 +45,5 @@ def summaries(
         conn, list_id=list_id, status=status, search=search, limit=limit
     ):
         created = row["created_at"]
-        yield row | {"created_at": created.isoformat() if created else None}
+        row["created_at"] = created.isoformat() if created else None
+        yield row
