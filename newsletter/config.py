@@ -221,6 +221,12 @@ class WebSettings(_Section, frozen=True):
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     cors_origins: tuple[str, ...] = ()
 
+    @property
+    def secret(self) -> str:
+        """The secret that signs form tokens, from the environment variable ``secret_env``
+        names ("" if unset; read when needed, like ``BounceSettings.imap_password``)."""
+        return os.environ.get(self.secret_env, "") if self.secret_env else ""
+
 
 class TemplateSettings(_Section, frozen=True):
     dir: str = ""

@@ -15,7 +15,7 @@ from newsletter import scheduler
 from newsletter.cli import context as cli_context
 from newsletter.errors import StoreError
 from newsletter.store.errors import translate, translating
-from newsletter.web.app import WebApp
+from newsletter.web.state import WebApp
 
 
 def _caught(engine_url: str, *statements: str, connect_args: dict | None = None) -> DBAPIError:

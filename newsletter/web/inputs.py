@@ -6,6 +6,9 @@ other C0 controls but tab and line breaks, lone surrogates (which no database ca
 no encoder can write) and non-characters are removed. A JSON body is
 parsed with a bound on its nesting; a path token that cannot be one of ours is a plain 404
 before the store is asked. What is left is the core's to validate (addresses, lengths).
+
+A sign-up is read the same way from the HTML form and the JSON API: ``signup_request``
+builds the one ``SignupRequest`` both hand to the core.
 """
 
 from __future__ import annotations
@@ -15,19 +18,24 @@ import json
 import logging
 import re
 import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..content.text import xml_safe
 from ..errors import InvalidInputError, NotFoundError
+from ..subscribers.optin import SignupRequest
 
 log = logging.getLogger("newsletter.web")
 MAX_JSON_DEPTH = 10  # an object of lists of strings needs 2
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{8,200}")
+MAX_FIELD = 1000  # characters kept of any form field (the core validates further)
+MAX_LISTS = 50  # list names kept of a sign-up or a preferences form
 
 
 def clean(value: str) -> str:
@@ -71,6 +79,69 @@ def path_token(request: Request, name: str = "token") -> str:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise NotFoundError("no such link")
     return value
+
+
+async def read_form(request: Request) -> FormData:
+    """The urlencoded or multipart form; no file uploads (a file part is a 400)."""
+    return await request.form(max_files=0, max_fields=50, max_part_size=16 * 1024)
+
+
+def form_text(form: FormData, key: str) -> str:
+    """The field ``key`` cut to MAX_FIELD and cleaned ("" if absent or a file)."""
+    value = form.get(key)
+    return clean(value[:MAX_FIELD]) if isinstance(value, str) else ""
+
+
+def form_texts(form: FormData, key: str) -> tuple[str, ...]:
+    """Every value of the field ``key`` (up to MAX_LISTS), each as ``form_text`` keeps it."""
+    return tuple(clean(v[:MAX_FIELD]) for v in form.getlist(key) if isinstance(v, str))[:MAX_LISTS]
+
+
+def client_ip(request: Request) -> str:
+    """The client's address (from X-Forwarded-For only when the peer is one of
+    ``web.trusted_proxies``: ``security.ClientAddressMiddleware`` decides)."""
+    return request.client.host if request.client else ""
+
+
+def user_agent(request: Request) -> str:
+    return clean(request.headers.get("user-agent", "")[:MAX_FIELD])
+
+
+def referer(request: Request) -> str:
+    return clean(request.headers.get("referer", "")[:MAX_FIELD])
+
+
+SIGNUP_FIELDS = ("email", "name", "source", "consent_version", "website")
+"""The text fields of a sign-up, in the form and in the JSON body alike (``website`` is the
+honeypot, left empty by people)."""
+
+
+def signup_request(
+    request: Request,
+    fields: Mapping[str, str],
+    lists: Sequence[str],
+    *,
+    channel: Literal["form", "api"],
+) -> SignupRequest:
+    """The sign-up ``request`` asks for: ``fields`` holds the cleaned SIGNUP_FIELDS (a missing
+    one is ""), ``lists`` the cleaned list names; each is cut to MAX_FIELD, the lists to
+    MAX_LISTS. The client's address, user agent and (when no ``source`` is given) referrer
+    come from the request."""
+
+    def field(name: str) -> str:
+        return fields.get(name, "")[:MAX_FIELD]
+
+    return SignupRequest(
+        email=field("email"),
+        name=field("name"),
+        lists=tuple(name[:MAX_FIELD] for name in lists[:MAX_LISTS]),
+        ip=client_ip(request),
+        user_agent=user_agent(request),
+        source_page=field("source") or referer(request),
+        consent_version=field("consent_version"),
+        channel=channel,
+        honeypot=field("website"),
+    )
 
 
 class UnexpectedErrorMiddleware:

@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -52,9 +51,10 @@ https (posts' images); forms post only here; never framed (no click-jacking)."""
 
 
 def load_secret(web: WebSettings) -> bytes:
-    """The key that signs form tokens: from the environment variable ``web.secret_env``
-    names, else random for this process (forms opened before a restart then fail once)."""
-    value = os.environ.get(web.secret_env, "") if web.secret_env else ""
+    """The key that signs form tokens: from ``web.secret`` (the environment variable
+    ``web.secret_env`` names), else random for this process (forms opened before a restart
+    then fail once)."""
+    value = web.secret
     if value:
         return hashlib.sha256(value.encode("utf-8")).digest()
     return secrets.token_bytes(32)

@@ -1,0 +1,148 @@
+"""The preferences link of every email: name and lists, the data download, erasure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from ...errors import InvalidInputError
+from ...subscribers.optin import (
+    OptInPolicy,
+    editable_lists,
+    erase_self,
+    person_export,
+    subscriber_by_token,
+    update_preferences,
+)
+from ..inputs import MAX_FIELD, client_ip, form_text, form_texts, path_token, read_form
+from ..state import web_app
+from .csrf import csrf_valid, form_expired
+
+STATUS_TEXT = {
+    "active": "Subscribed",
+    "unconfirmed": "Not confirmed yet",
+    "unsubscribed": "Unsubscribed",
+    "bounced": "Paused: emails to this address bounced",
+    "complained": "Unsubscribed (marked as spam)",
+}
+
+
+def _preferences(session: Session, token: str, policy: OptInPolicy) -> dict[str, Any]:
+    sub = subscriber_by_token(session, token)
+    member = {m.name for m in sub.lists}
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status,
+        "status_text": STATUS_TEXT.get(sub.status, sub.status),
+        "lists": [{"name": n, "member": n in member} for n in editable_lists(sub, policy)],
+    }
+
+
+async def _preferences_response(
+    request: Request, *, saved: bool = False, error: str = "", status_code: int = 200
+) -> Response:
+    web = web_app(request)
+    token = path_token(request)
+    view = await web.read(_preferences, token, web.policy)
+    now = web.clock()
+    action = f"{web.base_url}/preferences/{token}"
+    context = view | {
+        "saved": saved,
+        "error": error,
+        "action": action,
+        "unsubscribe_url": f"{web.base_url}/unsubscribe/{token}",
+        "csrf_token": web.csrf.issue("preferences", token, now=now),
+        "export_token": web.csrf.issue("export", token, now=now),
+        "erase_token": web.csrf.issue("erase", token, now=now),
+    }
+    return web.page("web/preferences.html", context, status_code=status_code)
+
+
+async def preferences_page(request: Request) -> Response:
+    """The preferences link of every email: name, lists, data download, erasure."""
+    return await _preferences_response(request, saved=request.query_params.get("saved") == "1")
+
+
+def _save(
+    session: Session,
+    token: str,
+    csrf_ok: bool,
+    policy: OptInPolicy,
+    *,
+    name: str | None,
+    lists: list[str],
+    ip: str,
+) -> None:
+    sub = subscriber_by_token(session, token)
+    if not csrf_ok:
+        raise form_expired()
+    update_preferences(session, sub, policy, name=name, lists=lists, ip=ip)
+
+
+async def preferences_post(request: Request) -> Response:
+    web = web_app(request)
+    token = path_token(request)
+    form = await read_form(request)
+    name = form.get("name")
+    try:
+        await web.run(
+            _save,
+            token,
+            csrf_valid(request, form, "preferences", token),
+            web.policy,
+            name=name[:MAX_FIELD] if isinstance(name, str) else None,
+            lists=list(form_texts(form, "list")),
+            ip=client_ip(request),
+        )
+    except InvalidInputError as exc:
+        return await _preferences_response(request, error=str(exc), status_code=400)
+    return RedirectResponse(f"{web.base_url}/preferences/{token}?saved=1", status_code=303)
+
+
+def _export(session: Session, token: str, csrf_ok: bool) -> dict[str, Any]:
+    sub = subscriber_by_token(session, token)
+    if not csrf_ok:
+        raise form_expired()
+    return person_export(session, sub)
+
+
+async def preferences_export(request: Request) -> Response:
+    """Everything stored about the person, as a JSON download."""
+    web = web_app(request)
+    token = path_token(request)
+    form = await read_form(request)
+    data = await web.read(_export, token, csrf_valid(request, form, "export", token))
+    return JSONResponse(
+        data, headers={"Content-Disposition": 'attachment; filename="newsletter-my-data.json"'}
+    )
+
+
+def _erase(session: Session, token: str, csrf_ok: bool, confirmed: bool) -> None:
+    sub = subscriber_by_token(session, token)
+    if not csrf_ok:
+        raise form_expired()
+    if not confirmed:
+        raise InvalidInputError("tick the box to confirm that your data should be erased")
+    erase_self(session, sub)
+
+
+async def preferences_erase(request: Request) -> Response:
+    web = web_app(request)
+    token = path_token(request)
+    form = await read_form(request)
+    await web.run(
+        _erase,
+        token,
+        csrf_valid(request, form, "erase", token),
+        form_text(form, "confirm") == "yes",
+    )
+    return web.message(
+        "Your data has been erased",
+        "Your address, name and history are deleted. We keep only an irreversible fingerprint "
+        "of the address so that it is never mailed again.",
+        status_code=200,
+    )
