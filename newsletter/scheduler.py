@@ -27,7 +27,7 @@ batch, give back what they had not sent, and the process exits 0.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import functools
 import logging
 import os
 import threading
@@ -35,14 +35,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .bounces import run_scheduled
@@ -57,74 +56,12 @@ from .issues.announce import announce_pending
 from .issues.service import create_issue
 from .store import writer_sessions
 from .store.errors import translating
+from .store.locks import SchedulerLock
 from .store.models import Issue, utcnow
 
 log = logging.getLogger("newsletter.scheduler")
-ADVISORY_LOCK_KEY = 0x6E6C5F72  # "nl_r": the first half of the two-key advisory lock
 JOB_TABLE = "apscheduler_jobs"
 BLOCK_SECONDS = 60  # wait before sending again after a configuration error (bad password)
-
-_daemon: Daemon | None = None  # the running daemon, for the job functions
-
-
-# --- one scheduler at a time -------------------------------------------------------------
-
-
-class Leadership:
-    """The right to schedule: a PostgreSQL advisory lock or an flock on a SQLite lock file."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._conn: Connection | None = None
-        self._file: Any = None
-
-    def try_acquire(self) -> bool:
-        if self.engine.dialect.name == "postgresql":
-            conn = self.engine.connect()
-            # One lock per database and schema: deployments sharing a server don't collide.
-            got = conn.execute(
-                text(
-                    "SELECT pg_try_advisory_lock(:key, "
-                    "hashtext(current_database() || '.' || current_schema()))"
-                ),
-                {"key": ADVISORY_LOCK_KEY},
-            ).scalar()
-            conn.commit()
-            if got:
-                self._conn = conn
-            else:
-                conn.close()
-            return bool(got)
-        path = Path(self.engine.url.database or "newsletter.db").with_suffix(".scheduler.lock")
-        handle = path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._file = handle
-        return True
-
-    def still_held(self) -> bool:
-        """False once the connection that holds the PostgreSQL lock is gone (the server may
-        then have given the lock to a standby). An flock lasts as long as the process."""
-        if self._conn is None:
-            return True
-        try:
-            self._conn.execute(text("SELECT 1"))
-            self._conn.commit()
-        except Exception:  # any failure means the session, and with it the lock, is gone
-            return False
-        return True
-
-    def release(self) -> None:
-        if self._conn is not None:
-            self._conn.close()  # the session ends, and with it the advisory lock
-            self._conn = None
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
 
 
 # --- the daemon ----------------------------------------------------------------------------
@@ -148,9 +85,8 @@ class Daemon:
 
     def run(self) -> None:
         """Wait to be the scheduler, schedule until stopped, then shut down cleanly."""
-        global _daemon
         self._check_lists()
-        leadership = Leadership(self.engine)
+        leadership = SchedulerLock(self.engine)
         waiting_logged = False
         while not leadership.try_acquire():
             if not waiting_logged:
@@ -159,7 +95,6 @@ class Daemon:
             if self.stop.wait(self.settings.scheduler.standby_poll_seconds):
                 return
         log.info("scheduler.leader pid=%s", os.getpid())
-        _daemon = self
         scheduler = self._scheduler()
         try:
             scheduler.start(paused=True)
@@ -177,7 +112,6 @@ class Daemon:
         finally:
             scheduler.shutdown(wait=True)
             self._join_senders()
-            _daemon = None
             with contextlib.suppress(Exception):
                 leadership.release()
             log.info("scheduler.stopped")
@@ -198,7 +132,7 @@ class Daemon:
         grace = self.settings.scheduler.misfire_grace_seconds
         return BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)},
-            executors={"default": _JobThreads(4)},
+            executors={"default": _JobThreads(self, 4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
             timezone="UTC",
         )
@@ -370,8 +304,9 @@ class _JobThreads(ThreadPoolExecutor):
     is only not reported as a crash.
     """
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, daemon: Daemon, max_workers: int) -> None:
         super().__init__(max_workers)
+        self._daemon = daemon
         self._stopping = False
 
     def shutdown(self, wait: bool = True) -> None:
@@ -382,10 +317,26 @@ class _JobThreads(ThreadPoolExecutor):
         if self._stopping:
             log.info("job.skipped id=%s reason=the daemon is stopping", job.id)
             return
-        super()._do_submit_job(job, run_times)
+        super()._do_submit_job(_ForDaemon(job, self._daemon), run_times)
 
 
-# Job functions: module-level so the job store can keep a reference to them by name.
+class _ForDaemon:
+    """A stored job as APScheduler runs it, its function given this process's daemon: the
+    job store keeps only the function's name and the job's own arguments."""
+
+    def __init__(self, job: Any, daemon: Daemon) -> None:
+        self._job = job
+        self.func = functools.partial(job.func, daemon=daemon)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    def __str__(self) -> str:
+        return str(self._job)
+
+
+# Job functions: module-level so the job store can keep a reference to them by name; the
+# executor passes the daemon that runs them.
 
 
 def _run_job(name: str, work: Callable[[], None]) -> None:
@@ -398,22 +349,21 @@ def _run_job(name: str, work: Callable[[], None]) -> None:
         log.error("job.error job=%s error=%s", name, exc)
 
 
-def job_dispatch() -> None:
-    if _daemon is not None:
-        _run_job("dispatch", _daemon.dispatch)
+def job_dispatch(*, daemon: Daemon | None = None) -> None:
+    if daemon is not None:  # always given by our executor; APScheduler checks the signature
+        _run_job("dispatch", daemon.dispatch)
 
 
-def job_poll_feed(url: str) -> None:
-    if _daemon is not None:
-        daemon = _daemon
+def job_poll_feed(url: str, *, daemon: Daemon | None = None) -> None:
+    if daemon is not None:
         _run_job(f"feed:{url}", lambda: daemon.poll(url))
 
 
-def job_digest() -> None:
-    if _daemon is not None:
-        _run_job("digest", _daemon.digest)
+def job_digest(*, daemon: Daemon | None = None) -> None:
+    if daemon is not None:
+        _run_job("digest", daemon.digest)
 
 
-def job_bounces() -> None:
-    if _daemon is not None:
-        _run_job("bounces", _daemon.bounces)
+def job_bounces(*, daemon: Daemon | None = None) -> None:
+    if daemon is not None:
+        _run_job("bounces", daemon.bounces)

@@ -17,7 +17,8 @@ Errors: ``BounceSourceError`` (a NewsletterError) when the source cannot be read
 
 from __future__ import annotations
 
-from .history import issue_counts, iter_bounces
+from ..store.bounces import issue_counts
+from .history import iter_bounces
 from .parse import Failure, Report, parse_report
 from .process import Summary, process, process_spec, run_scheduled
 from .sources import BounceSourceError, open_source

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidInputError
@@ -61,16 +61,3 @@ def iter_bounces(
             "report": b.report_key,
             "source": b.source,
         }
-
-
-def issue_counts(session: Session, issue_id: int) -> dict[str, int]:
-    """Bounces and complaints of one issue by kind (every kind present, zeros included),
-    counting each message once: ``{"hard": n, "soft": n, "complaint": n}``."""
-    rows = session.execute(
-        select(Bounce.kind, func.count(func.distinct(Bounce.delivery_id)))
-        .where(Bounce.issue_id == issue_id)
-        .group_by(Bounce.kind)
-    ).all()
-    counts = dict.fromkeys(BOUNCE_KINDS, 0)
-    counts.update({kind: n for kind, n in rows})
-    return counts

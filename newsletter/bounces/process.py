@@ -26,11 +26,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..config import SendingSettings, Settings
 from ..errors import NewsletterError, NotFoundError
 from ..issues import guard
+from ..store.bounces import issue_counts
 from ..store.models import SUPPRESSED_STATUSES, Delivery, Issue
 from ..subscribers.optin import subscriber_by_token
 from ..subscribers.service import unsubscribe
 from . import verp
-from .history import issue_counts
 from .parse import parse_report
 from .record import Recorded, record_report
 from .sources import Source, open_source

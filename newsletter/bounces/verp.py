@@ -22,15 +22,12 @@ import base64
 import hashlib
 import hmac
 import re
-import secrets
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..config import Settings
-from ..store.models import Secret
+from ..store import secrets as stored_secrets
 
 TOKEN = "{token}"
 KEY_NAME = "verp"
@@ -121,20 +118,8 @@ class VerpCodec:
 
 
 def load_key(session: Session, name: str = KEY_NAME) -> bytes:
-    """The named secret, made (32 random bytes) and stored on first use.
-
-    Safe when several processes race to make it: the loser reads the winner's key. Writes
-    in a savepoint of the caller's transaction; the caller commits.
-    """
-    value = session.scalar(select(Secret.value).where(Secret.name == name))
-    if value is None:
-        try:
-            with session.begin_nested():
-                session.add(Secret(name=name, value=secrets.token_hex(32)))
-        except IntegrityError:
-            pass
-        value = session.scalar(select(Secret.value).where(Secret.name == name))
-    return bytes.fromhex(value)
+    """The VERP key (or another named secret), made and stored on first use."""
+    return stored_secrets.key(session, name)
 
 
 def codec_for(settings: Settings, session: Session) -> VerpCodec | None:

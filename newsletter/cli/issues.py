@@ -1,4 +1,5 @@
-"""`newsletter issue create|edit|unpublish|ls|show|send|preview|lint|...`."""
+"""`newsletter issue ...`: the commands that make, change, show, send and schedule issues
+(`newsletter issue --help` lists them). Each parses its options, calls the core and prints."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..bounces.history import issue_counts as bounce_counts
-from ..delivery import ledger, reputation
 from ..delivery.send import SendSummary, default_workers, send_issue, set_issue_status
 from ..delivery.send import abort as abort_send
 from ..delivery.testsend import test_send
@@ -21,9 +20,11 @@ from ..errors import InvalidInputError
 from ..issues import archive as archive_
 from ..issues import lint as lint_
 from ..issues import preview as preview_
+from ..issues import report as report_
 from ..issues import schedule, service
+from ..issues.render import prepare
 from ..store.errors import translating
-from ..store.models import DELIVERY_STATUSES, FINAL_DELIVERY_STATUSES
+from ..store.models import FINAL_DELIVERY_STATUSES
 from .context import AppContext, app_context
 from .output import ISSUE_ID, JSON_OPT, console, err_console, print_json, print_json_array
 from .signals import StopSignals
@@ -146,50 +147,34 @@ def show(
     """Status of one issue, its posts and its audience."""
     nl = app_context(ctx)
     with nl.transaction() as session:
-        issue = service.get_issue(session, issue_id)
-        row = service.issue_row(issue)
-        row["audience"] = service.audience_size(session, issue)
-        row["posts"] = [{"id": p.id, "title": p.title, "url": p.url} for p in issue.posts]
-        counts = ledger.counts(session, issue.id)
-        row["deliveries"] = {s: counts.get(s, 0) for s in DELIVERY_STATUSES}
-        row["started_at"] = issue.started_at.isoformat() if issue.started_at else None
-        row["finished_at"] = issue.finished_at.isoformat() if issue.finished_at else None
-        row["errors"] = ledger.errors_by_reply(session, issue.id)
-        row["bounces"] = bounce_counts(session, issue.id)
-        row["rate_per_second"] = ledger.send_rate(session, issue)
-        row["pause_reason"] = issue.pause_reason or None
-        row["backoff"] = reputation.backoffs_for_show(session)
-        row["public"] = archive_.is_public(issue, nl.settings)
-        row["web_url"] = nl.settings.site.base_url.rstrip("/") + archive_.web_path(
-            session, issue, nl.settings
-        )
+        report = report_.issue_report(session, nl.settings, issue_id)
     if as_json:
-        print_json(row)
+        print_json(report.as_json())
         return
-    console.print(f"Issue {row['id']}: {row['subject']}")
-    console.print(f"  status    {row['status']}")
-    if row["pause_reason"]:
-        console.print(f"  paused    by the reputation guard: {row['pause_reason']}")
-    console.print(f"  kind      {row['kind']}")
-    console.print(f"  list      {row['list'] or '(every active subscriber)'}")
-    console.print(f"  audience  {row['audience']} active subscribers")
-    console.print(f"  archive   {'public' if row['public'] else 'private'}: {row['web_url']}")
-    for p in row["posts"]:
-        console.print(f"  post {p['id']:<5} {p['title']}")
-    if any(row["deliveries"].values()):
-        console.print("  " + ", ".join(f"{n} {s}" for s, n in row["deliveries"].items() if n))
-        if row["rate_per_second"]:
-            console.print(f"  rate      {row['rate_per_second']:.0f} messages/s")
-    if any(row["bounces"].values()):
-        b = row["bounces"]
+    console.print(f"Issue {report.id}: {report.subject}")
+    console.print(f"  status    {report.status}")
+    if report.pause_reason:
+        console.print(f"  paused    by the reputation guard: {report.pause_reason}")
+    console.print(f"  kind      {report.kind}")
+    console.print(f"  list      {report.list_name or '(every active subscriber)'}")
+    console.print(f"  audience  {report.audience} active subscribers")
+    console.print(f"  archive   {'public' if report.public else 'private'}: {report.web_url}")
+    for p in report.posts:
+        console.print(f"  post {p.id:<5} {p.title}")
+    if any(report.deliveries.values()):
+        console.print("  " + ", ".join(f"{n} {s}" for s, n in report.deliveries.items() if n))
+        if report.rate_per_second:
+            console.print(f"  rate      {report.rate_per_second:.0f} messages/s")
+    if any(report.bounces.values()):
+        b = report.bounces
         console.print(f"  reports   {b['hard']} hard bounces, {b['soft']} soft, "
                       f"{b['complaint']} complaints")  # fmt: skip
-    for e in row["errors"]:
-        reply = " ".join(str(x) for x in (e["code"], e["enhanced"], e["text"]) if x)
-        console.print(f"  {e['count']:>6} {e['status']}: {reply}")
-    for b in row["backoff"]:
-        console.print(f"  backing off {', '.join(b['domains'])} until {b['until']} "
-                      f"(throttled {b['strikes']}x in a row: {b['reply']})")  # fmt: skip
+    for e in report.errors:
+        console.print(f"  {e.count:>6} {e.status}: {e.reply}")
+    for d in report.backoffs:
+        console.print(f"  backing off {', '.join(d.domains)} until "
+                      f"{d.until.isoformat(timespec='seconds')} "
+                      f"(throttled {d.strikes}x in a row: {d.reply})")  # fmt: skip
 
 
 @issue_app.command("send")
@@ -293,7 +278,7 @@ def missed(
     """Who has not received the issue, and why."""
     with app_context(ctx).reading() as session:
         issue = service.get_issue(session, issue_id)
-        rows = ledger.missed(session, issue)
+        rows = report_.missed(session, issue)
         if as_json:
             print_json_array(rows)
             return
@@ -321,7 +306,7 @@ def preview(
     nl = app_context(ctx)
     with nl.transaction() as session:
         issue = service.get_issue(session, issue_id)
-        prepared = preview_.prepare(issue, nl.settings)
+        prepared = prepare(issue, nl.settings)
         recipient = preview_.sample_recipient(session, issue)
     result = preview_.write_preview(prepared, recipient, out)
     console.print(f"HTML: {result.html_path} ({result.size // 1024} KB)")
@@ -343,7 +328,7 @@ def lint(
     nl = app_context(ctx)
     with nl.transaction() as session:
         issue = service.get_issue(session, issue_id)
-        prepared = preview_.prepare(issue, nl.settings)
+        prepared = prepare(issue, nl.settings)
         recipient = preview_.sample_recipient(session, issue)
     findings = lint_.lint_prepared(
         prepared, recipient, subject=issue.subject, postal_address=nl.settings.site.postal_address

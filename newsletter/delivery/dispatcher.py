@@ -41,8 +41,9 @@ from ..compose import PreparedIssue, Recipient
 from ..config import Settings
 from ..errors import InvalidEmailError, NewsletterError, StoreError
 from ..issues import guard
-from ..issues.preview import prepare
-from ..store import lean_transaction, writer_sessions
+from ..issues.render import prepare
+from ..store import deliveries, lean_transaction, writer_sessions
+from ..store.engine import close_frequent, frequent_commits
 from ..store.models import Issue, utcnow
 from . import ledger, reputation
 from .transports import Envelope, Result, Transport, TransportError, make_transport
@@ -354,7 +355,7 @@ class Worker:
                     continue
                 if issue_id not in rate_checks:
                     continue
-                counts = ledger.counts(session, issue_id)
+                counts = deliveries.counts(session, issue_id)
                 self.bounce_guard.base(issue_id, counts)
                 reason = guard.bounce_pause_reason(counts, self.settings.sending)
                 if guard.pause_for(session, session.get_one(Issue, issue_id), reason):
@@ -638,26 +639,13 @@ class _Settler:
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.invalidated or self._conn.closed:
-            conn = self.worker.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SET synchronous_commit TO OFF")
-                conn.commit()
-            self._conn = conn
+            self._conn = frequent_commits(self.worker.engine)
         return self._conn
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            if conn.dialect.name == "postgresql" and not conn.invalidated:
-                conn.rollback()
-                conn.exec_driver_sql("RESET synchronous_commit")
-                conn.commit()
-            conn.close()
-        except Exception:  # the connection is gone: never hand it back to the pool
-            conn.invalidate()
-            conn.close()
+        if conn is not None:
+            close_frequent(conn)
 
     def _commit(self, answered: list[_Answered], postponed: list[_Postponed]) -> None:
         """One transaction for the group, then the issue checks. Raises StoreError."""

@@ -23,54 +23,27 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..config import SendingSettings
-from ..store.models import DomainBackoff, utcnow
+from ..store import domains
+from ..store.models import utcnow
+from ..subscribers.domains import PROVIDERS, describe, domain_key
 from .transports import Result
+
+__all__ = [  # the grouping by domain is the guard's vocabulary: named here too
+    "PROVIDERS", "active_backoffs", "backoff_delay", "describe",
+    "domain_key", "is_throttle", "record_throttles",
+]  # fmt: skip
 
 RECENT = timedelta(hours=1)
 """How long after a throttle a domain keeps its lower concurrency, and throttles count as
 "in a row" for the growing delay."""
 
-PROVIDERS: dict[str, tuple[str, ...]] = {
-    "google": ("gmail.com", "googlemail.com"),
-    "microsoft": (
-        "outlook.com", "hotmail.com", "live.com", "msn.com", "hotmail.co.uk", "hotmail.fr",
-        "hotmail.de", "hotmail.it", "hotmail.es", "live.co.uk", "live.fr", "outlook.de",
-        "outlook.fr", "windowslive.com",
-    ),
-    "yahoo": (
-        "yahoo.com", "ymail.com", "rocketmail.com", "aol.com", "yahoo.co.uk", "yahoo.fr",
-        "yahoo.de", "yahoo.it", "yahoo.es", "yahoo.co.jp", "yahoo.com.br", "aim.com",
-    ),
-    "apple": ("icloud.com", "me.com", "mac.com"),
-}  # fmt: skip
-"""Consumer domains whose mail one provider receives (known without an MX lookup)."""
-
-_PROVIDER_OF = {domain: name for name, domains in PROVIDERS.items() for domain in domains}
 _MICROSOFT_THROTTLE = re.compile(r"^4\.7\.(\d{3})$")
 _THROTTLE_WORDS = re.compile(
     r"\b(TSS0\d|TS0\d|rate limit|rate-limit|rate limited|throttl|unusual rate)", re.IGNORECASE
 )
-
-
-def domain_key(address: str) -> str:
-    """The receiving domain ``address`` is grouped under: its provider for the big consumer
-    domains ("google" for gmail.com and googlemail.com), else its domain, lower-cased."""
-    domain = address.rpartition("@")[2].lower().rstrip(".")
-    return _PROVIDER_OF.get(domain, domain)
-
-
-def describe(key: str) -> str:
-    """A domain key for people: "google (gmail.com, googlemail.com)" or the domain."""
-    domains = PROVIDERS.get(key)
-    if not domains:
-        return key
-    return f"{key} ({', '.join(domains[:3])}{', ...' if len(domains) > 3 else ''})"
 
 
 def is_throttle(result: Result) -> bool:
@@ -106,28 +79,7 @@ def record_throttles(
     were for messages sent before the backoff was known); otherwise its strikes grow (reset
     after an hour without a throttle) and a new backoff starts now."""
     now = now or utcnow()
-    # Make sure each row exists (another worker may be adding the same one right now), then
-    # lock the rows (PostgreSQL; SQLite serialises writers) and update them.
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
-        insert(DomainBackoff)
-        .values(
-            [
-                {"domain": key, "until": now, "strikes": 0, "reply": "", "throttled_at": now}
-                for key in replies
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["domain"])
-    )
-    stmt = (
-        select(DomainBackoff)
-        .where(DomainBackoff.domain.in_(list(replies)))
-        .execution_options(populate_existing=True)
-    )
-    if dialect == "postgresql":
-        stmt = stmt.with_for_update()
-    rows = {row.domain: row for row in session.scalars(stmt)}
+    rows = domains.locked_backoffs(session, replies, now)
     untils = {}
     for key, reply in replies.items():
         row = rows[key]
@@ -150,28 +102,5 @@ def active_backoffs(
     """(domain key -> backoff end for domains backing off now, keys throttled in the last
     hour). Forgets domains not throttled for a day."""
     now = now or utcnow()
-    session.execute(delete(DomainBackoff).where(DomainBackoff.throttled_at < now - timedelta(1)))
-    rows = session.execute(
-        select(DomainBackoff.domain, DomainBackoff.until, DomainBackoff.throttled_at).where(
-            DomainBackoff.throttled_at > now - RECENT
-        )
-    ).all()
+    rows = domains.throttled_since(session, now - RECENT, now - timedelta(1))
     return {d: until for d, until, _ in rows if until > now}, {d for d, _, _ in rows}
-
-
-def backoffs_for_show(session: Session, *, now: datetime | None = None) -> list[dict]:
-    """Domains backing off now, for `issue show`."""
-    now = now or utcnow()
-    rows = session.scalars(
-        select(DomainBackoff).where(DomainBackoff.until > now).order_by(DomainBackoff.until)
-    )
-    return [
-        {
-            "domain": r.domain,
-            "domains": list(PROVIDERS.get(r.domain, (r.domain,))),
-            "until": r.until.isoformat(timespec="seconds"),
-            "strikes": r.strikes,
-            "reply": r.reply,
-        }
-        for r in rows
-    ]

@@ -35,6 +35,7 @@ from ..content.library import poll_feed
 from ..delivery.send import send_issue
 from ..errors import InvalidInputError
 from ..issues import lint, preview
+from ..issues.render import prepare
 from ..issues.service import audience_size, create_issue
 from ..store import upgrade, writer_sessions
 from ..store.engine import PRIVATE_FILE_MODE, open_database
@@ -208,7 +209,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
             say(f"4. Fetched the blog feed from {feed_url}: {outcome.new} posts")
             with sessions() as session, session.begin():
                 issue = create_issue(session, settings, latest=True, list_name="blog")
-                prepared = preview.prepare(issue, settings)
+                prepared = prepare(issue, settings)
                 recipient = preview.sample_recipient(session, issue)
                 audience = audience_size(session, issue)
                 issue_id, subject = issue.id, issue.subject

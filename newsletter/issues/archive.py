@@ -22,9 +22,9 @@ import hmac
 from sqlalchemy import ColumnElement, and_, false, or_
 from sqlalchemy.orm import Session
 
-from ..bounces.verp import load_key
 from ..config import Settings
 from ..store.models import Issue, MailingList
+from ..store.secrets import key as load_key
 
 KEY_NAME = "archive"  # the secrets-table key that signs private web-view links
 PUBLISHED = ("sending", "paused", "sent")  # an issue is on the web once sending started

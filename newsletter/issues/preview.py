@@ -8,12 +8,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..compose import PreparedIssue, Recipient, prepare_issue
-from ..config import Settings
+from ..compose import PreparedIssue, Recipient
 from ..errors import InvalidInputError
 from ..store.models import Issue, Membership, Subscriber
-from . import archive
-from .service import issue_content
 
 # Stands in when the audience is empty, so a preview always works.
 SAMPLE = Recipient(subscriber_id=0, email="reader@example.com", name="Ada", token="preview")
@@ -25,14 +22,6 @@ class Preview:
     eml_path: Path
     recipient: Recipient
     size: int  # bytes of the HTML part
-
-
-def prepare(issue: Issue, settings: Settings) -> PreparedIssue:
-    """Render the issue once (templates from [templates] dir, else the built-in ones), with
-    its web-view link (signed for a private issue: the issue must be in a session)."""
-    session = Session.object_session(issue)
-    path = archive.web_path(session, issue, settings) if session is not None else ""
-    return prepare_issue(issue_content(issue, web_path=path), settings)
 
 
 def sample_recipient(session: Session, issue: Issue) -> Recipient:

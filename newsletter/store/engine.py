@@ -216,3 +216,34 @@ def lean_transaction(conn: Connection) -> Iterator[None]:
         raw.rollback()
         raise
     raw.commit()
+
+
+def one_writer_at_a_time(engine: Engine) -> bool:
+    """True for SQLite, whose writers take turns (one write lock for the whole file)."""
+    return engine.dialect.name == "sqlite"
+
+
+def frequent_commits(engine: Engine) -> Connection:
+    """A connection for a stream of small write transactions (the ledger's groups of
+    answers): SQLite transactions on it BEGIN IMMEDIATE; on PostgreSQL its commits do not
+    wait for the WAL flush (``synchronous_commit`` off for this session only: a server crash
+    may lose the last few commits, never corrupt them). Close it with ``close_frequent``."""
+    conn = engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET synchronous_commit TO OFF")
+        conn.commit()
+    return conn
+
+
+def close_frequent(conn: Connection) -> None:
+    """Close a ``frequent_commits`` connection, its session setting reset before the pool
+    gets it back; a connection that is gone is invalidated, never handed back."""
+    try:
+        if conn.dialect.name == "postgresql" and not conn.invalidated:
+            conn.rollback()
+            conn.exec_driver_sql("RESET synchronous_commit")
+            conn.commit()
+        conn.close()
+    except Exception:  # the connection is gone: never hand it back to the pool
+        conn.invalidate()
+        conn.close()

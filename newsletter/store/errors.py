@@ -1,6 +1,6 @@
 """Database errors in our terms: the one place a SQLAlchemy or driver error becomes ours.
 
-The CLI (cli/context.py), the web service (web/app.py) and the daemon's jobs
+The CLI (cli/context.py), the web service (web/state.py) and the daemon's jobs
 (scheduler.py) all go through ``translating``, so one failure reads the same everywhere:
 ``database error: <the driver's first line, password masked>``.
 """

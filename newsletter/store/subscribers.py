@@ -1,18 +1,22 @@
 """Subscriber queries in SQLAlchemy Core, for commands that only read.
 
-They take a ``Connection`` and need neither the ORM nor the models (see store/types.py), so
-`subscriber list` starts without them. The tables are named here by the columns read; a test
-checks each against the models (tests/test_startup.py).
+The readers take a ``Connection`` and need neither the ORM nor the models (see
+store/types.py), so `subscriber list` starts without them. The tables are named here by the
+columns read; a test checks each against the models (tests/test_startup.py). The writers
+import the models when they run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Integer, String, column, func, or_, select, table
 
 from .types import UTCDateTime
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 subscribers = table(
     "subscribers",
@@ -82,3 +86,16 @@ def subscriber_rows(
             }
         given += len(batch)
         last_id = batch[-1].id
+
+
+def add_if_new(session: Session, values: dict[str, Any]) -> None:
+    """Insert a subscriber with these column values unless one with the same ``email_key``
+    exists (then nothing happens: a concurrent insert of the same address is resolved by the
+    unique key, and a known and a new address take the same statement)."""
+    from .dialect import insert  # the ORM and both dialects: not for the read-only commands
+    from .models import Subscriber
+
+    table = Subscriber.__table__
+    session.execute(
+        insert(session, table).values(values).on_conflict_do_nothing(index_elements=["email_key"])
+    )

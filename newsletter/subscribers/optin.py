@@ -36,13 +36,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import case, delete, exists, func, literal, literal_column, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, exists, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from ..config import WebSettings
 from ..errors import InvalidInputError, NotFoundError, RateLimitedError
+from ..store import ratelimits
+from ..store import subscribers as store_subscribers
 from ..store.models import (
     SUPPRESSED_STATUSES,
     TOKEN_SELECTOR_LENGTH,
@@ -142,12 +142,6 @@ class ConfirmResult:
 # --- rate limits ---------------------------------------------------------------------------
 
 
-def _insert(session: Session, table: Any) -> Any:
-    """An INSERT with this database's ON CONFLICT clauses (PostgreSQL or SQLite)."""
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-
-
 def _hashed(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode('utf-8')).hexdigest()[:40]}"
 
@@ -161,18 +155,7 @@ def count_request(
     Raises RateLimitedError when this request is over ``limit``; the caller's rollback then
     leaves the counter at the limit, so the window is not stretched by refused requests.
     """
-    table = RateLimit.__table__
-    stamp = literal(now, table.c.window_start.type)
-    restart = table.c.window_start <= literal(now - window, table.c.window_start.type)
-    stmt = _insert(session, table).values(key=_hashed(kind, who), window_start=now, hits=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.key],
-        set_={
-            "hits": case((restart, 1), else_=table.c.hits + 1),
-            "window_start": case((restart, stamp), else_=table.c.window_start),
-        },
-    ).returning(table.c.hits, table.c.window_start)
-    hits, start = session.execute(stmt).one()
+    hits, start = ratelimits.count_hit(session, _hashed(kind, who), window=window, now=now)
     if hits > limit:
         retry_after = max(1, int((start + window - now).total_seconds() + 0.999))
         what = "from this address" if kind.endswith("ip") else "for this email address"
@@ -232,15 +215,8 @@ def _subscriber_for(session: Session, email: str, key: str, name: str) -> Subscr
     insert that does nothing for a known address (so a known and a new one take the same
     statements), and resolves a concurrent sign-up of the same new address by the unique
     email_key."""
-    table = Subscriber.__table__
-    values = {"email": email, "email_key": key, "name": name, "status": "unconfirmed"}
-    values |= {"attributes": {}, "source": SOURCE}
-    stmt = (
-        _insert(session, table)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=[table.c.email_key])
-    )
-    session.execute(stmt)
+    values = {"email": email, "email_key": key, "name": name, "status": sub_status.UNCONFIRMED}
+    store_subscribers.add_if_new(session, values | {"attributes": {}, "source": SOURCE})
     return session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one()
 
 

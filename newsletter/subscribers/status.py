@@ -1,5 +1,5 @@
 """A subscriber's states and the changes between them: the one place a subscriber's status
-is set by our code (the importer's set-based SQL keeps the same rules, see importer.py).
+is set by our code (the importer's set-based SQL keeps the same rules, see store/imports.py).
 
     unconfirmed ──▶ active ──▶ unsubscribed ──▶ active (signs up and confirms again)
          │            │

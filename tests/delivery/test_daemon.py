@@ -321,8 +321,8 @@ def test_schedule_ls_shows_issues_feeds_and_the_next_digest(cli) -> None:
 def test_a_leader_that_loses_its_lock_connection_stops(postgres_url, tmp_path, capsys) -> None:
     from sqlalchemy import text
 
-    from newsletter.scheduler import ADVISORY_LOCK_KEY
     from newsletter.store import connect
+    from newsletter.store.locks import ADVISORY_LOCK_KEY
 
     cli = Cli(write_config(tmp_path / "n.toml", postgres_url), capsys)
     cli.ok("db", "upgrade")

@@ -1,0 +1,355 @@
+"""The deliveries table: its SQL and every dialect branch of it.
+
+One row per (issue, subscriber). What a claim means, when a deferral becomes a failure and
+what an issue's report says are the rules of delivery/ (ledger.py, status.py) and issues/;
+these functions only read and write rows, with the caller's Session or Connection, and never
+commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Row, bindparam, func, select, text, update
+from sqlalchemy.orm import Session
+
+from .models import Delivery, Subscriber, UTCDateTime
+
+_OPEN = ("pending", "sending", "deferred")
+
+
+def add_audience(session: Session, issue_id: int, list_id: int | None, now: datetime) -> int:
+    """Add a pending delivery for each active subscriber (of ``list_id``, or everyone) not in
+    the issue's ledger yet, in subscriber order. Returns how many were added; a concurrent
+    start of the same issue adds each person once (the unique key decides)."""
+    audience = "" if list_id is None else (
+        "AND s.id IN (SELECT m.subscriber_id FROM memberships m WHERE m.list_id = :list_id) "
+    )  # fmt: skip
+    return session.execute(
+        text(
+            "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at, "
+            "last_enhanced, last_text, message_id, claimed_by, updated_at) "
+            "SELECT :issue_id, s.id, 'pending', 0, :now, '', '', '', '', :now FROM subscribers s "
+            f"WHERE s.status = 'active' {audience}"
+            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = :issue_id "
+            "AND d.subscriber_id = s.id) ORDER BY s.id "
+            # Another process starting the same issue at the same moment: theirs counts.
+            "ON CONFLICT (issue_id, subscriber_id) DO NOTHING"
+        ).bindparams(bindparam("now", type_=UTCDateTime)),
+        {"issue_id": issue_id, "now": now, "list_id": list_id},
+    ).rowcount
+
+
+class ClaimedRow(NamedTuple):
+    id: int
+    issue_id: int
+    subscriber_id: int | None
+    attempts: int
+
+
+def claim_due(
+    session: Session,
+    *,
+    worker: str,
+    limit: int,
+    lease_until: datetime,
+    now: datetime,
+    issue_id: int | None = None,
+) -> list[ClaimedRow]:
+    """Mark up to ``limit`` due deliveries of sending issues (of one issue, or any) as
+    "sending" for ``worker`` until ``lease_until``, counting the attempt; return them.
+
+    Due: pending, or deferred whose next attempt has come, or sending whose lease ran out.
+    PostgreSQL locks the rows it picks with FOR UPDATE SKIP LOCKED, so several workers take
+    disjoint sets; on SQLite the caller's transaction holds the write lock (BEGIN IMMEDIATE).
+    """
+    only_issue = "AND d.issue_id = :issue_id " if issue_id is not None else ""
+    pick = (
+        "SELECT d.id FROM deliveries d JOIN issues i ON i.id = d.issue_id "
+        f"WHERE i.status = 'sending' {only_issue}"
+        "AND ((d.status IN ('pending', 'deferred') AND d.next_attempt_at <= :now) "
+        "OR (d.status = 'sending' AND d.lease_until < :now)) "
+        "ORDER BY d.id LIMIT :limit"
+    )
+    assign = (
+        "UPDATE deliveries SET status = 'sending', claimed_by = :worker, "
+        "lease_until = :lease_until, attempts = attempts + 1, updated_at = :now "
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        sql = (
+            f"WITH picked AS MATERIALIZED ({pick} FOR UPDATE OF d SKIP LOCKED) {assign}"
+            "FROM picked WHERE deliveries.id = picked.id "
+            "RETURNING deliveries.id, deliveries.issue_id, deliveries.subscriber_id, "
+            "deliveries.attempts"
+        )
+    else:
+        sql = f"{assign}WHERE id IN ({pick}) RETURNING id, issue_id, subscriber_id, attempts"
+    params: dict[str, Any] = {
+        "worker": worker,
+        "lease_until": lease_until,
+        "now": now,
+        "limit": limit,
+        "issue_id": issue_id,
+    }
+    stmt = text(sql).bindparams(
+        bindparam("now", type_=UTCDateTime), bindparam("lease_until", type_=UTCDateTime)
+    )
+    rows = session.execute(stmt, {k: v for k, v in params.items() if f":{k}" in sql})
+    return [ClaimedRow(*r) for r in rows]
+
+
+def recipients(session: Session, subscriber_ids: Iterable[int]) -> dict[int, Row[Any]]:
+    """id -> (id, email, name, token, status) of these subscribers (the erased are absent)."""
+    rows = session.execute(
+        select(
+            Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.token, Subscriber.status
+        ).where(Subscriber.id.in_(list(subscriber_ids)))
+    )
+    return {r.id: r for r in rows}
+
+
+def skip(session: Session, skipped: Sequence[tuple[int, str]]) -> None:
+    """Mark claimed deliveries skipped: (delivery id, why) each."""
+    if not skipped:
+        return
+    session.connection().execute(
+        update(Delivery)
+        .where(Delivery.id == bindparam("did"))
+        .values(status="skipped", last_text=bindparam("text"), claimed_by="", lease_until=None),
+        [{"did": did, "text": why} for did, why in skipped],
+    )
+
+
+class Answer(NamedTuple):
+    """A server's answer for a claimed delivery, with the status it gives the delivery."""
+
+    delivery_id: int
+    status: str
+    code: int | None
+    enhanced: str
+    text: str
+    message_id: str
+    next_attempt_at: datetime
+
+
+_SETTLE_SQL: dict[tuple[str, str], str] = {}
+
+
+def _settle_sql(dialect: Any, status: str) -> str:
+    """The UPDATE that records answers of one status, in the driver's own parameter style
+    (it runs per group of answers on the driver's cursor: no statement to build each time)."""
+    key = (dialect.name, status)
+    sql = _SETTLE_SQL.get(key)
+    if sql is None:
+        p = "?" if dialect.paramstyle == "qmark" else "%s"
+        sent_at = f", sent_at = {p}" if status == "sent" else ""
+        # A "sent" is recorded even if another worker took the claim over meanwhile (the
+        # message went out either way); anything else only while the claim is still ours.
+        ours = f"claimed_by = {p} AND status = 'sending'"
+        guard = "status <> 'sent'" if status == "sent" else ours
+        sql = _SETTLE_SQL[key] = (
+            f"UPDATE deliveries SET status = {p}, last_code = {p}, last_enhanced = {p}, "
+            f"last_text = {p}, message_id = {p}, next_attempt_at = {p}, claimed_by = '', "
+            f"lease_until = NULL, updated_at = {p}{sent_at} WHERE id = {p} AND {guard}"
+        )
+    return sql
+
+
+_DATETIMES: dict[str, Any] = {}
+
+
+def _datetimes(dialect: Any) -> Any:
+    """How this dialect stores a UTCDateTime parameter (what SQLAlchemy would send)."""
+    processor = _DATETIMES.get(dialect.name)
+    if processor is None:
+        processor = _DATETIMES[dialect.name] = UTCDateTime().bind_processor(dialect) or (
+            lambda value: value
+        )
+    return processor
+
+
+def record_answers(
+    conn: Connection, answers: Iterable[Answer], *, worker: str, now: datetime
+) -> dict[str, int]:
+    """Write answers to their deliveries (a "sent" even when another worker has taken the
+    claim over since; any other status only while the claim is still ``worker``'s). Returns
+    how many answers of each status were given.
+
+    This runs for every few answers while an issue is sending, so it is lean: one UPDATE per
+    status in the driver's parameter style, executed for the group at once on the driver's
+    cursor (inside the caller's transaction)."""
+    dt = _datetimes(conn.dialect)
+    stamp = dt(now)
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    for a in answers:
+        head = (a.status, a.code, a.enhanced, a.text, a.message_id, dt(a.next_attempt_at), stamp)
+        tail = (stamp, a.delivery_id) if a.status == "sent" else (a.delivery_id, worker)
+        rows.setdefault(a.status, []).append(head + tail)
+    cursor = conn.connection.cursor()  # the driver's own: no statement to build per group
+    try:
+        for status, params in rows.items():
+            cursor.executemany(_settle_sql(conn.dialect, status), params)
+    finally:
+        cursor.close()
+    return {status: len(params) for status, params in rows.items()}
+
+
+def postpone(
+    conn: Connection, postponed: Sequence[tuple[int, datetime, str]], *, worker: str, now: datetime
+) -> int:
+    """Give ``worker``'s claims back untried as deferred until a later time, without using up
+    their attempt: (delivery id, not before, why) each. Returns how many."""
+    return conn.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == bindparam("did"),
+            Delivery.claimed_by == worker,
+            Delivery.status == "sending",
+        )
+        .values(
+            status="deferred",
+            attempts=Delivery.attempts - 1,
+            next_attempt_at=bindparam("until", type_=UTCDateTime),
+            last_code=None,
+            last_enhanced="",
+            last_text=bindparam("text"),
+            claimed_by="",
+            lease_until=None,
+            updated_at=now,
+        ),
+        [{"did": did, "until": until, "text": why[:500]} for did, until, why in postponed],
+    ).rowcount
+
+
+def release(
+    session: Session, worker: str, delivery_ids: Sequence[int] = (), *, now: datetime
+) -> int:
+    """Give ``worker``'s claims (all, or these) back as pending, the attempt not counted."""
+    stmt = update(Delivery).where(Delivery.claimed_by == worker, Delivery.status == "sending")
+    if delivery_ids:
+        stmt = stmt.where(Delivery.id.in_(list(delivery_ids)))
+    return session.execute(
+        stmt.values(
+            status="pending",
+            claimed_by="",
+            lease_until=None,
+            attempts=Delivery.attempts - 1,
+            updated_at=now,
+        )
+    ).rowcount
+
+
+def claim_holders(session: Session, host: str) -> list[str]:
+    """The workers of ``host`` (names "host:pid:…") holding claims now."""
+    return list(
+        session.scalars(
+            select(Delivery.claimed_by)
+            .where(Delivery.status == "sending", Delivery.claimed_by.like(f"{host}:%"))
+            .distinct()
+        )
+    )
+
+
+def retry(session: Session, issue_id: int, statuses: Sequence[str], now: datetime) -> int:
+    """Make an issue's deliveries in ``statuses`` pending again with a fresh count of
+    attempts (`issue send --only-missed`). Returns how many."""
+    return session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status.in_(list(statuses)))
+        .values(status="pending", attempts=0, next_attempt_at=now, claimed_by="")
+    ).rowcount
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def counts(session: Session, issue_id: int) -> dict[str, int]:
+    """An issue's deliveries by status."""
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue_id)
+        .group_by(Delivery.status)
+    ).all()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def due_and_waiting(session: Session, issue_id: int, now: datetime) -> tuple[int, int]:
+    """(deliveries to do now or in flight, deferred ones waiting for a later attempt)."""
+    due = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.issue_id == issue_id,
+            (Delivery.status.in_(("pending", "sending")))
+            | ((Delivery.status == "deferred") & (Delivery.next_attempt_at <= now)),
+        )
+    )
+    waiting = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == "deferred",
+            Delivery.next_attempt_at > now,
+        )
+    )
+    return due or 0, waiting or 0
+
+
+def open_count(session: Session, issue_id: int) -> int:
+    """An issue's deliveries not done yet (pending, sending, deferred)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.issue_id == issue_id, Delivery.status.in_(_OPEN))
+        )
+        or 0
+    )
+
+
+def settled_span(
+    session: Session, issue_id: int, statuses: Sequence[str]
+) -> tuple[datetime | None, datetime | None, int]:
+    """(first, last update, how many) of an issue's deliveries in ``statuses``."""
+    first, last, n = session.execute(
+        select(func.min(Delivery.updated_at), func.max(Delivery.updated_at), func.count()).where(
+            Delivery.issue_id == issue_id, Delivery.status.in_(list(statuses))
+        )
+    ).one()
+    return first, last, n
+
+
+def replies(
+    session: Session, issue_id: int, statuses: Sequence[str], limit: int
+) -> list[dict[str, Any]]:
+    """The most common (status, code, enhanced code, text) of an issue's deliveries in
+    ``statuses``, with their count, most common first."""
+    rows = session.execute(
+        select(
+            Delivery.status, Delivery.last_code, Delivery.last_enhanced, Delivery.last_text,
+            func.count(),
+        )
+        .where(Delivery.issue_id == issue_id, Delivery.status.in_(list(statuses)))
+        .group_by(Delivery.status, Delivery.last_code, Delivery.last_enhanced, Delivery.last_text)
+        .order_by(func.count().desc())
+        .limit(limit)
+    ).all()  # fmt: skip
+    return [
+        {"status": s, "code": c, "enhanced": e, "text": t, "count": n} for s, c, e, t, n in rows
+    ]
+
+
+def not_sent(session: Session, issue_id: int) -> Iterator[tuple[Delivery, str | None]]:
+    """An issue's deliveries that are not sent, with the address (None once erased), in
+    ledger order, streamed."""
+    stmt = (
+        select(Delivery, Subscriber.email)
+        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.issue_id == issue_id, Delivery.status != "sent")
+        .order_by(Delivery.id)
+        .execution_options(yield_per=2000)
+    )
+    yield from session.execute(stmt)  # type: ignore[misc]
