@@ -41,7 +41,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .bounces import run_scheduled
@@ -211,8 +211,7 @@ class Daemon:
                          issue.subject)  # fmt: skip
         with self.sessions() as session, session.begin():
             ledger.release_dead_local_claims(session)
-            sending = session.scalars(select(Issue.id).where(Issue.status == "sending")).all()
-            due = [i for i in sending if ledger.remaining(session, i)[0] > 0]
+            due = ledger.issues_with_due_work(session)
         for issue_id in due:
             self._start_sender(issue_id)
 

@@ -252,6 +252,17 @@ def retry_missed(session: Session, issue: Issue) -> int:
     return retried
 
 
+def issues_with_due_work(session: Session, *, now: datetime | None = None) -> list[int]:
+    """The sending issues that have deliveries to do now (new, or deferred whose retry time
+    has come), in id order."""
+    now = now or utcnow()
+    return [
+        issue_id
+        for issue_id in issues_store.ids_with_status(session, ACTIVE_ISSUE)
+        if deliveries.due_and_waiting(session, issue_id, now)[0] > 0
+    ]
+
+
 def remaining(session: Session, issue_id: int, *, now: datetime | None = None) -> tuple[int, int]:
     """(work still to do now or in flight, deferred deliveries waiting for a later retry)."""
     return deliveries.due_and_waiting(session, issue_id, now or utcnow())

@@ -1,4 +1,5 @@
-"""The issues table's shared send-rate cursor: its locking read and its update."""
+"""The issues table: the ids in a status, and the shared send-rate cursor (its locking read
+and its update)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,8 @@ def locked_rate_cursor(session: Session, issue_id: int) -> tuple[datetime | None
 def move_rate_cursor(session: Session, issue_id: int, to: datetime) -> None:
     """Set the time of the issue's next free sending slot."""
     session.execute(update(Issue).where(Issue.id == issue_id).values(rate_cursor=to))
+
+
+def ids_with_status(session: Session, status: str) -> list[int]:
+    """The ids of the issues that are ``status`` now, in id order."""
+    return list(session.scalars(select(Issue.id).where(Issue.status == status).order_by(Issue.id)))

@@ -2,7 +2,7 @@
 the routes into one Starlette application, used by `newsletter serve` and the tests alike.
 
 It mounts the HTML pages (``pages/``) and the JSON API (``api/``), whose handlers translate
-HTTP into calls of the core (``subscribers.optin``, ``web.archive``) through the shared
+HTTP into calls of the core (``subscribers.optin``, ``issues.published``) through the shared
 ``WebApp`` (``state.py``): ``WebApp.run`` (writes) and ``WebApp.read`` run each call in a
 worker thread inside one transaction, so the event loop never waits on the database. The
 imports run one way: this module imports the handlers and ``state``, never the reverse.

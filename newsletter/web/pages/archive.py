@@ -1,5 +1,5 @@
 """The public archive's pages: the index, the Atom feed and each issue's "view in browser"
-page (the queries are ``web.archive``'s)."""
+page (the queries are ``issues.published``'s)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from ...compose import render_web_html
 from ...content import xml_safe
 from ...errors import NotFoundError
-from ..archive import FEED_SIZE, public_slug, published_issue, published_issues
+from ...issues.published import FEED_SIZE, public_slug, published_issue, published_issues
 from ..inputs import clean
 from ..state import web_app
 

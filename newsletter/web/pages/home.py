@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..archive import published_issues
+from ...issues.published import published_issues
 from ..inputs import referer
 from ..state import web_app
 from .subscribe import form_context

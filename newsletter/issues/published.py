@@ -1,8 +1,8 @@
-"""The public archive: issues that went out, their "view in browser" pages and an Atom feed.
+"""The published issues, as the web archive, its issue pages and its Atom feed read them.
 
 An issue is in the archive once sending started (its emails carry the web-view link from
 the first message on) unless it was cancelled, and only if it is public; a private one is
-shown only to its signed web-view link (newsletter.issues.archive says what is public).
+shown only to its signed web-view link (issues/archive.py says what is public).
 Pages are rendered by the composer with no personal fields (``compose.render_web_html``),
 so one reader never sees another's name, address or links. Each function takes the caller's
 Session; NotFoundError for an issue that is not (or not yet) published.
@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, selectinload
 from ..compose import IssueContent
 from ..config import Settings
 from ..errors import NotFoundError
-from ..issues import archive
-from ..issues.service import issue_content
 from ..store.models import Issue, MailingList
+from . import archive
+from .service import issue_content
 
 PUBLISHED = archive.PUBLISHED
 FEED_SIZE = 20
