@@ -37,9 +37,8 @@ def locked_backoffs(
         select(DomainBackoff)
         .where(DomainBackoff.domain.in_(keys))
         .execution_options(populate_existing=True)
+        .with_for_update()  # SQLite renders none: its writer lock is the lock there
     )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
     return {row.domain: row for row in session.scalars(stmt)}
 
 

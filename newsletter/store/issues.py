@@ -14,9 +14,8 @@ from .models import Issue
 def locked_rate_cursor(session: Session, issue_id: int) -> tuple[datetime | None, str]:
     """(the issue's rate cursor, its status), the row locked until the transaction ends
     (FOR UPDATE on PostgreSQL; SQLite's writer lock serialises the callers)."""
-    stmt = select(Issue.rate_cursor, Issue.status).where(Issue.id == issue_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    # SQLite renders no FOR UPDATE: its writer lock is the lock there.
+    stmt = select(Issue.rate_cursor, Issue.status).where(Issue.id == issue_id).with_for_update()
     cursor, status = session.execute(stmt).one()
     return cursor, status
 
