@@ -289,6 +289,23 @@ class SchedulerSettings(_Section, frozen=True):
             raise ValueError(f"timezone: {exc}") from None
 
 
+class TrackingSettings(_Section, frozen=True):
+    """[tracking]: what engagement is counted (docs/privacy.md says what is kept and why).
+
+    ``clicks``: links in sent issues go through the redirector and are counted per issue and
+    link. ``opens``: a 1x1 pixel counts opens (off by default: machines load it, and many
+    readers object). ``per_subscriber``: events are tied to the subscriber (segments, the data
+    export); off, counts are anonymous. ``retention_days``: after that, an event keeps only its
+    issue, link, time and class (who and which message are cleared). A subscriber who chose
+    "don't track my clicks" gets plain links whatever is set here.
+    """
+
+    clicks: bool = True
+    opens: bool = False
+    per_subscriber: bool = False
+    retention_days: Range(int, ge=1, le=36_500) = 180
+
+
 class Settings(_Section, frozen=True):
     """All settings; every section has defaults so an empty file is a valid config."""
 
@@ -306,6 +323,7 @@ class Settings(_Section, frozen=True):
     templates: TemplateSettings = field(default_factory=TemplateSettings)
     bounces: BounceSettings = field(default_factory=BounceSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
     # Directory of the config file: relative paths in it are relative to this.
     base_dir: str = "."
 

@@ -48,10 +48,12 @@ class Recipient:
     """One subscriber, as much as a message needs.
 
     ``token`` is the subscriber's opaque (>= 128-bit) unsubscribe/preferences token; it goes
-    into the URLs instead of the address.
+    into the URLs instead of the address. ``tracked`` is False for a subscriber who chose not
+    to be tracked: their message keeps the links as written.
     """
 
     subscriber_id: int
     email: str
     name: str
     token: str
+    tracked: bool = True

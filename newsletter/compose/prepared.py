@@ -34,6 +34,14 @@ from ..config import Settings
 from ..content import html_to_text
 from ..content.text import clean_line
 from ..errors import ConfigError, ContentError, InvalidEmailError, InvalidInputError
+from ..tracking.links import (
+    HONEYPOT,
+    LinkPlan,
+    add_pixel,
+    rewrite_html,
+    rewrite_text,
+    strip_honeypot,
+)
 from . import templates as tpl
 from .inline import Inliner, inline_css
 from .mime import (
@@ -53,6 +61,11 @@ from .models import IssueContent, PostView, Recipient
 PERSONAL_FIELDS = ("name", "first_name", "email", "unsubscribe_url", "preferences_url")
 """Template variables that differ per recipient. Use them as plain ``{{ name }}``: a filter
 applied to one (``{{ name|upper }}``) would not see the real value and is refused."""
+
+READER = "reader"
+"""The marker field a tracked link carries: the recipient's reader token (tracking.tokens),
+filled in per recipient like a personal field, but not one the templates can use."""
+_MARKED = (*PERSONAL_FIELDS, READER)
 
 DEFAULT_NAME_FALLBACK = "there"  # "Hi there," when a subscriber has no name
 
@@ -82,7 +95,7 @@ class _Markers:
     def __init__(self) -> None:
         nonce = secrets.token_hex(8)
         self.nonce = nonce
-        self.values = {f: f"nl{nonce}f{i}z" for i, f in enumerate(PERSONAL_FIELDS)}
+        self.values = {f: f"nl{nonce}f{i}z" for i, f in enumerate(_MARKED)}
         self._pattern = re.compile(f"nl{nonce}f(\\d+)z")
 
     def split(self, rendered: str, template: str) -> _Split:
@@ -94,7 +107,7 @@ class _Markers:
                 f"template {template}: a personal field ({', '.join(PERSONAL_FIELDS)}) is "
                 "passed through a filter or expression; use it as {{ name }} only"
             )
-        fields = tuple(PERSONAL_FIELDS[int(i)] for i in pieces[1::2])
+        fields = tuple(_MARKED[int(i)] for i in pieces[1::2])
         return _Split(static, fields)
 
 
@@ -203,6 +216,7 @@ def _render_documents(
     *,
     web: bool,
     personal: Mapping[str, str],
+    honeypot: bool = False,
 ) -> tuple[str, str, str, str]:
     """Render the issue's HTML and text templates: (html, text, html name, text name).
 
@@ -237,6 +251,8 @@ def _render_documents(
         "web": web,
         "web_url": web_url,
         "content_width": CONTENT_WIDTH,
+        # the link no person sees (tracking.links): whoever follows it is a machine
+        "honeypot_url": HONEYPOT if honeypot else "",
         **personal,
     }
     env = tpl.make_environment(tpl.templates_dir_for(settings, templates_dir))
@@ -262,21 +278,51 @@ def render_web_html(
     return html_doc
 
 
+class _Variant:
+    """One way of writing the issue's message: with tracked links, or with the links as
+    the author wrote them (for readers who chose not to be tracked)."""
+
+    __slots__ = (
+        "html",
+        "html_fields",
+        "html_keys",
+        "parts",
+        "reader",
+        "slots",
+        "text",
+        "text_keys",
+    )
+
+    def __init__(self, html: _Split, text: _Split, layout: _MessageLayout) -> None:
+        self.html = html
+        self.text = text
+        self.parts = layout.parts
+        self.slots = tuple(layout.slots)
+        self.html_fields = frozenset(html.fields)
+        # (field, slot key) pairs, so the hot path does not build the keys per recipient
+        self.text_keys = tuple((f, f"text:{f}") for f in sorted(set(text.fields)))
+        self.html_keys = tuple((f, f"html:{f}") for f in sorted(self.html_fields))
+        self.reader = READER in self.html_fields or READER in text.fields
+
+
 class PreparedIssue:
     """One issue with all per-issue work done; per recipient it only fills in values.
 
     Instances hold plain bytes and strings (picklable, safe to share between threads).
     Per-recipient methods raise InvalidEmailError for an address that cannot go into a
     header, InvalidInputError for an empty token.
+
+    ``links`` are the issue's tracked links by number (index 0: the honeypot), () when
+    nothing is tracked; the caller stores them so the redirector can find them.
     """
 
     def __init__(
         self,
         *,
         content: IssueContent,
-        html: _Split,
-        text: _Split,
-        layout: _MessageLayout,
+        plain: _Variant,
+        tracked: _Variant | None,
+        plan: LinkPlan | None,
         base_url: str,
         message_id_domain: str,
         unsubscribe_mailto: str,
@@ -284,15 +330,13 @@ class PreparedIssue:
     ) -> None:
         self.content = content
         self.issue_id = content.issue_id
-        self._html = html
-        self._text = text
-        self._parts = layout.parts
-        self._slots = tuple(layout.slots)
-        self._html_fields = frozenset(html.fields)
-        # (field, slot key) pairs, so the hot path does not build the keys per recipient
-        self._text_keys = tuple((f, f"text:{f}") for f in sorted(set(text.fields)))
-        self._html_keys = tuple((f, f"html:{f}") for f in sorted(self._html_fields))
+        self._plain = plain
+        self._tracked = tracked
+        self._signer = plan.signer if plan is not None else None
+        self.links: tuple[str, ...] = tuple(plan.urls) if plan is not None else ()
         self._unsubscribe_prefix = f"{base_url}/unsubscribe/"
+        # the issue the reader unsubscribed from, counted in its report
+        self._unsubscribe_suffix = f"?issue={content.issue_id}"
         self._preferences_prefix = f"{base_url}/preferences/"
         self._mid_domain = message_id_domain
         self._mailto = unsubscribe_mailto
@@ -307,15 +351,23 @@ class PreparedIssue:
             raise InvalidInputError(f"subscriber {r.subscriber_id} has no unsubscribe token")
         return quote(r.token, safe="")
 
-    def _field_values(self, r: Recipient, name: str, token: str) -> dict[str, str]:
-        return {
+    def _variant(self, r: Recipient) -> _Variant:
+        return self._tracked if self._tracked is not None and r.tracked else self._plain
+
+    def _field_values(
+        self, r: Recipient, name: str, token: str, variant: _Variant
+    ) -> dict[str, str]:
+        values = {
             "name": name or self._name_fallback,
             # the greeting's "Hi Ada,": the first word of the name, or the fallback
             "first_name": name.split(" ", 1)[0] if name else self._name_fallback,
             "email": r.email,
-            "unsubscribe_url": self._unsubscribe_prefix + token,
+            "unsubscribe_url": self._unsubscribe_prefix + token + self._unsubscribe_suffix,
             "preferences_url": self._preferences_prefix + token,
         }
+        if variant.reader and self._signer is not None:
+            values[READER] = self._signer.reader(self.issue_id, r.subscriber_id)
+        return values
 
     def _date_header(self, date: datetime | None) -> bytes:
         if date is not None:
@@ -342,7 +394,8 @@ class PreparedIssue:
         local, domain = split_address(r.email)
         token = self._token(r)
         name = clean_name(r.name)
-        fields = self._field_values(r, name, token)
+        variant = self._variant(r)
+        fields = self._field_values(r, name, token, variant)
         if self._mailto:  # RFC 2369: folded between the <URI>s, never inside one
             uris = (f"<{fields['unsubscribe_url']}>,", f"<{self._mailto}{token}>")
         else:
@@ -353,27 +406,32 @@ class PreparedIssue:
             "message_id": items_header("Message-ID", (self._message_id(r, token),)),
             "list_unsubscribe": items_header("List-Unsubscribe", uris),
         }
-        for field, key in self._text_keys:
+        for field, key in variant.text_keys:
             values[key] = encode_value(fields[field])
-        for field, key in self._html_keys:
+        for field, key in variant.html_keys:
             values[key] = encode_value(markupsafe.escape(fields[field]))
-        parts = self._parts.copy()
-        for index, key in self._slots:
+        parts = variant.parts.copy()
+        for index, key in variant.slots:
             parts[index] = values[key]
         return b"".join(parts)  # type: ignore[arg-type]  # every None slot is filled
 
     def html_for(self, r: Recipient) -> str:
         """The personalised HTML part for ``r`` (a preview; what the message carries)."""
-        fields = self._field_values(r, clean_name(r.name), self._token(r))
-        return self._html.render({f: markupsafe.escape(fields[f]) for f in self._html_fields})
+        variant = self._variant(r)
+        fields = self._field_values(r, clean_name(r.name), self._token(r), variant)
+        return variant.html.render({f: markupsafe.escape(fields[f]) for f in variant.html_fields})
 
     def text_for(self, r: Recipient) -> str:
         """The personalised plain-text part for ``r``."""
-        return self._text.render(self._field_values(r, clean_name(r.name), self._token(r)))
+        variant = self._variant(r)
+        return variant.text.render(
+            self._field_values(r, clean_name(r.name), self._token(r), variant)
+        )
 
     def unsubscribe_url(self, r: Recipient) -> str:
-        """The https unsubscribe (and RFC 8058 one-click) URL in ``r``'s message."""
-        return self._unsubscribe_prefix + self._token(r)
+        """The https unsubscribe (and RFC 8058 one-click) URL in ``r``'s message: it names
+        the issue, so the report counts who left because of which issue."""
+        return self._unsubscribe_prefix + self._token(r) + self._unsubscribe_suffix
 
     def message_id(self, r: Recipient) -> str:
         """The Message-ID (with angle brackets) of ``r``'s message: the same on every call and
@@ -451,42 +509,23 @@ def _with_final_newline(doc: str) -> str:
     return doc if doc.endswith("\n") else doc + "\n"
 
 
-def prepare_issue(
-    content: IssueContent,
-    settings: Settings,
-    *,
-    templates_dir: str | Path | None = None,
-    inliner: Inliner = inline_css,
-    name_fallback: str = DEFAULT_NAME_FALLBACK,
-) -> PreparedIssue:
-    """Render, inline and encode ``content`` once; the result personalises per recipient.
-
-    ``templates_dir`` overrides ``[templates] dir``; ``inliner`` is the CSS inliner (premailer
-    by default), called exactly once. Raises ContentError for a template, an issue or a
-    document problem, ConfigError for an unusable sender/site setting.
-    """
-    markers = _Markers()
-    html_doc, text_doc, html_name, text_name = _render_documents(
-        content, settings, templates_dir, web=False, personal=markers.values
-    )
-    html_split = markers.split(_with_final_newline(inliner(html_doc)), html_name)
-    text_split = markers.split(_with_final_newline(text_doc), text_name)
-
+def _layout(
+    content: IssueContent, settings: Settings, html: _Split, text: _Split
+) -> tuple[_MessageLayout, str]:
+    """The message's bytes with slots for the personal values; and the sender's domain."""
     layout = _MessageLayout()
     domain = _add_headers(layout, content, settings)
 
     # "=_" never occurs in quoted-printable text, so this boundary cannot clash with a body;
     # it is derived from the content so every process builds the same bytes.
-    digest = hashlib.blake2b(
-        "".join(html_split.static + text_split.static).encode(), digest_size=12
-    )
+    digest = hashlib.blake2b("".join(html.static + text.static).encode(), digest_size=12)
     boundary = f"=_nl{content.issue_id}_{digest.hexdigest()}".encode()
     layout.add(
         b'MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="'
         + boundary
         + b'"\r\n\r\n'
     )
-    for subtype, split in ((b"plain", text_split), (b"html", html_split)):
+    for subtype, split in ((b"plain", text), (b"html", html)):
         layout.add(
             b"--" + boundary + b"\r\nContent-Type: text/" + subtype + b'; charset="utf-8"\r\n'
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -494,12 +533,65 @@ def prepare_issue(
         layout.add_body(split, "text" if subtype == b"plain" else "html")
         layout.add(CRLF)
     layout.add(b"--" + boundary + b"--\r\n")
+    return layout, domain
+
+
+def _variant(
+    content: IssueContent,
+    settings: Settings,
+    markers: _Markers,
+    names: tuple[str, str],
+    html_doc: str,
+    text_doc: str,
+) -> tuple[_Variant, str]:
+    """The documents cut at the markers and laid out as a message; the sender's domain."""
+    html, text = markers.split(html_doc, names[0]), markers.split(text_doc, names[1])
+    layout, domain = _layout(content, settings, html, text)
+    return _Variant(html, text, layout), domain
+
+
+def prepare_issue(
+    content: IssueContent,
+    settings: Settings,
+    *,
+    templates_dir: str | Path | None = None,
+    inliner: Inliner = inline_css,
+    name_fallback: str = DEFAULT_NAME_FALLBACK,
+    tracking: LinkPlan | None = None,
+) -> PreparedIssue:
+    """Render, inline and encode ``content`` once; the result personalises per recipient.
+
+    ``templates_dir`` overrides ``[templates] dir``; ``inliner`` is the CSS inliner (premailer
+    by default), called exactly once. ``tracking`` (from newsletter.tracking) rewrites the
+    links to the redirector and adds the honeypot link (and the pixel, when it says so); the
+    message of a recipient who chose not to be tracked keeps the links as written. Raises
+    ContentError for a template, an issue or a document problem, ConfigError for an unusable
+    sender/site setting.
+    """
+    markers = _Markers()
+    clicks = tracking is not None and tracking.clicks
+    html_doc, text_doc, html_name, text_name = _render_documents(
+        content, settings, templates_dir, web=False, personal=markers.values, honeypot=clicks
+    )
+    html_doc = _with_final_newline(inliner(html_doc))
+    text_doc = _with_final_newline(text_doc)
+    names = (html_name, text_name)
+    plain_html = strip_honeypot(html_doc) if clicks else html_doc
+    plain, domain = _variant(content, settings, markers, names, plain_html, text_doc)
+    tracked = None
+    if tracking is not None:
+        tracking.reader = markers.values[READER]
+        html_tracked = rewrite_html(html_doc, tracking) if clicks else plain_html
+        if tracking.opens:
+            html_tracked = add_pixel(html_tracked, tracking)
+        text_tracked = rewrite_text(text_doc, tracking) if clicks else text_doc
+        tracked, _ = _variant(content, settings, markers, names, html_tracked, text_tracked)
 
     return PreparedIssue(
         content=content,
-        html=html_split,
-        text=text_split,
-        layout=layout,
+        plain=plain,
+        tracked=tracked,
+        plan=tracking,
         base_url=_site_url(settings),
         message_id_domain=domain,
         unsubscribe_mailto=_unsubscribe_mailto(settings),

@@ -234,7 +234,7 @@ class Worker:
                 issue = session.get(Issue, issue_id)
                 if issue is None:
                     raise NewsletterError(f"issue {issue_id} vanished while sending")
-                prepared = prepare(issue, self.settings)
+                prepared = prepare(issue, self.settings, tracked=True)
             self._prepared[issue_id] = prepared
         return prepared
 
@@ -520,7 +520,7 @@ class _Feed:
         prepared = w._prepared_issue(claim.issue_id)
         r = Recipient(
             subscriber_id=claim.subscriber_id, email=claim.email, name=claim.name,
-            token=claim.token,
+            token=claim.token, tracked=claim.tracked,
         )  # fmt: skip
         try:
             envelope = Envelope(

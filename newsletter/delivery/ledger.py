@@ -47,6 +47,7 @@ class Claim:
     name: str
     token: str
     attempts: int
+    tracked: bool = True  # False: the subscriber chose not to be tracked
 
 
 def worker_name() -> str:
@@ -104,7 +105,16 @@ def claim(
             skipped.append((r.id, why))
             continue
         claims.append(
-            Claim(r.id, r.issue_id, person.id, person.email, person.name, person.token, r.attempts)
+            Claim(
+                r.id,
+                r.issue_id,
+                person.id,
+                person.email,
+                person.name,
+                person.token,
+                r.attempts,
+                not person.no_tracking,
+            )
         )
     deliveries.skip(session, skipped)
     claims.sort(key=lambda c: c.delivery_id)

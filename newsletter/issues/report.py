@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ..config import Settings
-from ..store import bounces, deliveries, domains
+from ..store import bounces, deliveries, domains, tracking
 from ..store.models import DELIVERY_STATUSES, Delivery, Issue, utcnow
 from ..subscribers.domains import provider_domains
 from . import archive, guard, service
@@ -83,6 +83,53 @@ class Backoff:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class LinkCount:
+    """People's clicks on one link of the issue."""
+
+    url: str
+    total: int
+    unique: int  # distinct messages
+
+    def as_json(self) -> dict[str, Any]:
+        return {"url": self.url, "total": self.total, "unique": self.unique}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Engagement:
+    """Clicks (or opens) of the issue: people's first, machines' apart (tracking.robots)."""
+
+    total: int  # by people
+    unique: int  # distinct messages with one by a person
+    machine: int  # clicks (GET requests) by machines, any rule
+    links: tuple[LinkCount, ...]  # people's clicks per link, most clicked first
+    filtered: Mapping[str, int]  # requests per rule that found a machine (HEAD included)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "unique": self.unique,
+            "machine": self.machine,
+            "links": [link.as_json() for link in self.links],
+            "filtered": dict(self.filtered),
+        }
+
+
+def _engagement(session: Session, issue_id: int, kind: str) -> Engagement:
+    found = tracking.counts(session, issue_id, kind)
+    urls = tracking.link_urls(session, issue_id) if found["links"] else {}
+    return Engagement(
+        total=found["total"],
+        unique=found["unique"],
+        machine=found["machine"],
+        links=tuple(
+            LinkCount(url=urls.get(n["idx"], ""), total=n["total"], unique=n["unique"])
+            for n in found["links"]
+        ),
+        filtered=found["filtered"],
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class IssueReport:
     """One issue at the time it was read."""
 
@@ -108,6 +155,10 @@ class IssueReport:
     backoffs: tuple[Backoff, ...]  # every domain backing off now, not only this issue's
     public: bool  # in the public web archive
     web_url: str  # its web-view page, as its emails link to it
+    clicks: Engagement
+    opens: Engagement | None  # None unless [tracking] opens is on
+    unsubscribes: int  # who unsubscribed through this issue's link or header
+    unsubscribe_reasons: Mapping[str, int]  # their answers to "why?", by answer
 
     def as_json(self) -> dict[str, Any]:
         """The `issue show --json` form: the `issue ls --json` row (service.issue_row), then
@@ -136,6 +187,10 @@ class IssueReport:
             "backoff": [b.as_json() for b in self.backoffs],
             "public": self.public,
             "web_url": self.web_url,
+            "clicks": self.clicks.as_json(),
+            **({"opens": self.opens.as_json()} if self.opens is not None else {}),
+            "unsubscribes": self.unsubscribes,
+            "unsubscribe_reasons": dict(self.unsubscribe_reasons),
         }
 
 
@@ -150,6 +205,7 @@ def issue_report(
     issue = service.get_issue(session, issue_id)
     counts = deliveries.counts(session, issue.id)
     now = now or utcnow()
+    unsubscribes, reasons = tracking.unsubscribe_counts(session, issue.id)
     return IssueReport(
         id=issue.id,
         subject=issue.subject,
@@ -184,6 +240,10 @@ def issue_report(
         ),
         public=archive.is_public(issue, settings),
         web_url=settings.site.base_url.rstrip("/") + archive.web_path(session, issue, settings),
+        clicks=_engagement(session, issue.id, "click"),
+        opens=_engagement(session, issue.id, "open") if settings.tracking.opens else None,
+        unsubscribes=unsubscribes,
+        unsubscribe_reasons=reasons,
     )
 
 

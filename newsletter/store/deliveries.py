@@ -101,10 +101,16 @@ def claim_due(
 
 
 def recipients(session: Session, subscriber_ids: Iterable[int]) -> dict[int, Row[Any]]:
-    """id -> (id, email, name, token, status) of these subscribers (the erased are absent)."""
+    """id -> (id, email, name, token, status, no_tracking) of these subscribers (the erased
+    are absent)."""
     rows = session.execute(
         select(
-            Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.token, Subscriber.status
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.token,
+            Subscriber.status,
+            Subscriber.no_tracking,
         ).where(Subscriber.id.in_(list(subscriber_ids)))
     )
     return {r.id: r for r in rows}

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -93,6 +94,8 @@ class Subscriber(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The subscriber's own "don't track my clicks" (preferences page): plain links, no pixel.
+    no_tracking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     lists: Mapped[list[MailingList]] = relationship(
         secondary="memberships", back_populates="subscribers", order_by="MailingList.name"
@@ -469,3 +472,68 @@ class Secret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- engagement (newsletter.tracking) -------------------------------------------------------
+
+TRACKING_KINDS = ("click", "open")
+
+
+class IssueLink(Base):
+    """A link of a sent issue, numbered when the issue is prepared (the same numbers in every
+    process: the order in which the links first appear). Index 0 is the honeypot link no
+    person sees. A tracking token names (issue, index), never a URL."""
+
+    __tablename__ = "issue_links"
+
+    issue_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    url: Mapped[str] = mapped_column(String(2000))
+
+
+class TrackingEvent(Base):
+    """One click on a tracked link or one load of the open pixel.
+
+    ``machine`` is "" for a person, else the rule that found a machine ("user_agent",
+    "burst", "honeypot", "head", "prefetch"). ``visitor`` is a keyed hash of the message (the
+    issue and its recipient) that makes unique counts possible without naming anyone;
+    ``subscriber_id`` is set only when ``[tracking] per_subscriber`` is on. After
+    ``retention_days`` both are cleared and the event is only a count.
+    """
+
+    __tablename__ = "tracking_events"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_in(TRACKING_KINDS)})", name="kind"),
+        Index("ix_tracking_events_issue_id", "issue_id", "kind", "at"),
+        Index("ix_tracking_events_subscriber_id", "subscriber_id"),
+        Index("ix_tracking_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(IdType, ForeignKey("issues.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    link_idx: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    machine: Mapped[str] = mapped_column(String(16), default="")
+    visitor: Mapped[str] = mapped_column(String(32), default="")
+    subscriber_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("subscribers.id", ondelete="CASCADE")
+    )
+
+
+class Unsubscribe(Base):
+    """An unsubscription counted for the issue whose link or List-Unsubscribe header it came
+    from (``issue_id`` NULL when it came from elsewhere), with the optional answer to "why?".
+    It names no one: the person's own history is in subscriber_events."""
+
+    __tablename__ = "unsubscribes"
+    __table_args__ = (Index("ix_unsubscribes_issue_id", "issue_id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    issue_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("issues.id", ondelete="SET NULL")
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(String(32), default="")

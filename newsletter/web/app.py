@@ -110,9 +110,11 @@ def create_app(
         task = None
         if cleanup_interval is not None:
             task = asyncio.create_task(_cleanup_loop(web, cleanup_interval))
+        web.redirector.recorder.start()
         try:
             yield
         finally:
+            await asyncio.to_thread(web.redirector.recorder.stop)
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -33,6 +33,8 @@ from ..subscribers.optin import (
     forget_confirmation,
     request_signup,
 )
+from ..tracking.redirector import Redirector
+from ..tracking.retention import forget_tracked_people
 from .mail import ConfirmationMailer
 from .security import CsrfSigner, load_secret
 
@@ -65,6 +67,7 @@ class WebApp:
         # upgrade a read lock. Pages that only read do not take it.
         self._writes: sessionmaker[Session] = writer_sessions(engine)
         self._reads: sessionmaker[Session] = session_factory(engine)
+        self.redirector = Redirector(settings.tracking, self._writes)
 
     # -- the store ------------------------------------------------------------------------
 
@@ -121,6 +124,7 @@ class WebApp:
         done = await self.run(expire_signups, self.policy, now=self.clock())
         if done.expired_people:
             log.info("deleted %d expired unconfirmed sign-up(s)", done.expired_people)
+        await self.run(forget_tracked_people, self.settings.tracking, now=self.clock())
 
     # -- pages ----------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ def test_mailto_unsubscribe_requests_are_honoured(sent_issue: SentIssue, tmp_pat
         )
     }
     url = str(delivered[leaving]["List-Unsubscribe"]).split(">")[0].lstrip("<")
-    token = url.rsplit("/", 1)[1]
+    token = url.rsplit("/", 1)[1].split("?")[0]
 
     def request(subject: str) -> bytes:
         return (

@@ -216,7 +216,7 @@ def test_10_11_list_unsubscribe_with_token_and_one_click(issue: PreparedIssue, r
     token = recipient.token
     # .strip(): a header folded right after its colon reads with a leading space in Python
     assert msg["List-Unsubscribe"].strip() == (
-        f"<https://fieldnotes.example.com/unsubscribe/{token}>, "
+        f"<https://fieldnotes.example.com/unsubscribe/{token}?issue={issue.issue_id}>, "
         f"<mailto:unsubscribe@fieldnotes.example.com?subject=unsubscribe-{token}>"
     )
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -229,13 +229,15 @@ def test_10_without_mailto_only_the_https_uri(post_issue):
     prepared = prepare_issue(post_issue, make_settings(sending={"unsubscribe_mailto": ""}))
     msg = parse(prepared.message_bytes(ADA))
     uri = msg["List-Unsubscribe"].strip()
-    assert uri == f"<https://fieldnotes.example.com/unsubscribe/{ADA.token}>"
+    assert (
+        uri == f"<https://fieldnotes.example.com/unsubscribe/{ADA.token}?issue={prepared.issue_id}>"
+    )
 
 
 def test_11_token_is_url_quoted(prepared: PreparedIssue):
     r = Recipient(subscriber_id=5, email="x@example.com", name="", token="a/b+c=")
     msg = parse(prepared.message_bytes(r))
-    assert "/unsubscribe/a%2Fb%2Bc%3D>" in msg["List-Unsubscribe"]
+    assert f"/unsubscribe/a%2Fb%2Bc%3D?issue={prepared.issue_id}>" in msg["List-Unsubscribe"]
 
 
 # 12 --------------------------------------------------------------------------------------
@@ -262,7 +264,7 @@ def test_12_configured_list_id_and_no_feedback_id(post_issue):
 # 13 --------------------------------------------------------------------------------------
 def test_13_unsubscribe_link_and_postal_address_in_both_parts(issue: PreparedIssue, recipient):
     text, html = parts(parse(issue.message_bytes(recipient)))
-    url = f"https://fieldnotes.example.com/unsubscribe/{recipient.token}"
+    url = f"https://fieldnotes.example.com/unsubscribe/{recipient.token}?issue={issue.issue_id}"
     address = "Field Notes AB, Storgatan 12, 114 51 Stockholm, Sweden"
     assert url in text
     assert address in text

@@ -60,7 +60,7 @@ def reference(prepared: PreparedIssue, r: Recipient, settings) -> EmailMessage:
     msg["Reply-To"] = sender.reply_to
     msg["List-Id"] = "Field Notes <field-notes.fieldnotes.example.com>"
     msg["List-Unsubscribe"] = (
-        f"<{base}/unsubscribe/{r.token}>, "
+        f"<{base}/unsubscribe/{r.token}?issue={prepared.issue_id}>, "
         f"<mailto:{settings.sending.unsubscribe_mailto}?subject=unsubscribe-{r.token}>"
     )
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

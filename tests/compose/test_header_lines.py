@@ -183,7 +183,7 @@ def test_issue_headers_are_within_the_limits_and_read_back(long_issue, key):
     assert str(msg["List-Id"]).startswith("Field Notes — essays on pricing")
     uris = re.findall(r"<([^<>\s]+)>", field(head, "List-Unsubscribe"))
     assert uris == [
-        f"https://fieldnotes.example.com/unsubscribe/{r.token}",
+        f"https://fieldnotes.example.com/unsubscribe/{r.token}?issue={long_issue.issue_id}",
         f"mailto:unsubscribe@fieldnotes.example.com?subject=unsubscribe-{r.token}",
     ]
 
@@ -240,7 +240,7 @@ def test_long_domains_fold_message_id_and_list_unsubscribe_between_items():
     msg = parse(data)
     assert msg["Message-ID"].strip() == prepared.message_id(r)
     assert msg["List-Unsubscribe"].strip() == (
-        f"<https://fieldnotes.example.com/unsubscribe/{r.token}>, "
+        f"<https://fieldnotes.example.com/unsubscribe/{r.token}?issue={prepared.issue_id}>, "
         f"<mailto:unsubscribe@{domain}?subject=unsubscribe-{r.token}>"
     )
 

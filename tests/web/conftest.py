@@ -188,6 +188,7 @@ def web(
         clock: Clock | None = None,
         cleanup_interval: float | None = None,
         base_url: str | None = None,
+        tracking: dict[str, Any] | None = None,
         **web_options: Any,
     ) -> Site:
         smtp = smtp_server()
@@ -203,6 +204,10 @@ def web(
             f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = 5.0\n\n'
             f"[sending]\nretry_backoff_seconds = 0\nmax_attempts = 2\n\n[web]\n{web_section}\n"
         )
+        if tracking:
+            extra += "\n[tracking]\n" + "".join(
+                f"{k} = {json.dumps(v)}\n" for k, v in tracking.items()
+            )
         config = write_config(tmp_path / "newsletter.toml", migrated_url, extra)
         text = config.read_text().replace("https://news.example.com", base_url or url)
         config.write_text(text)

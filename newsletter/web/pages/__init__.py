@@ -18,7 +18,8 @@ from .confirm import confirm_page, confirm_post
 from .home import home
 from .preferences import preferences_erase, preferences_export, preferences_page, preferences_post
 from .subscribe import subscribe_form, subscribe_page, thanks
-from .unsubscribe import unsubscribe_page, unsubscribe_post
+from .track import click, pixel
+from .unsubscribe import unsubscribe_page, unsubscribe_post, unsubscribe_why
 
 routes: list[BaseRoute] = [
     Route("/", home, methods=["GET"]),
@@ -29,6 +30,7 @@ routes: list[BaseRoute] = [
     Route("/confirm/{token}", confirm_post, methods=["POST"]),
     Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
     Route("/unsubscribe/{token}", unsubscribe_post, methods=["POST"]),
+    Route("/unsubscribe/{token}/why", unsubscribe_why, methods=["POST"]),
     Route("/preferences/{token}", preferences_page, methods=["GET"]),
     Route("/preferences/{token}", preferences_post, methods=["POST"]),
     Route("/preferences/{token}/export", preferences_export, methods=["POST"]),
@@ -36,6 +38,8 @@ routes: list[BaseRoute] = [
     Route("/archive", archive_index, methods=["GET"]),
     Route("/archive/feed.xml", archive_feed, methods=["GET"]),  # before /archive/{slug}
     Route("/archive/{slug}", archive_issue, methods=["GET"]),
+    Route("/l/{token}", click, methods=["GET", "HEAD"]),
+    Route("/o/{token}", pixel, methods=["GET", "HEAD"]),
 ]
 
 __all__ = ["routes"]
