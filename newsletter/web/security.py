@@ -261,7 +261,8 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-_LINK_PATH = re.compile(r"^/(unsubscribe|preferences|confirm)/[^/?]+")
+# /l/ and /o/: tracked links and the pixel, whose tokens name the reader
+_LINK_PATH = re.compile(r"^/(unsubscribe|preferences|confirm|l|o)/[^/?]+")
 
 
 def redact_path(path: str) -> str:

@@ -126,6 +126,9 @@ def test_nothing_of_the_admin_cli_is_served(web) -> None:
         "/archive",
         "/archive/feed.xml",
         "/archive/{slug}",
+        "/l/{token}",
+        "/o/{token}",
+        "/unsubscribe/{token}/why",
     }
     for path in ("/admin", "/subscribers", "/api/subscribers", "/issues/1/send", "/lists"):
         assert site.http.get(path).status_code == 404
@@ -180,6 +183,8 @@ def test_csrf_tokens_are_bound_and_expire() -> None:
     ("path", "shown"),
     [
         ("/unsubscribe/AbCdEf0123456789_-xyzW", "/unsubscribe/…"),
+        ("/l/AQEQTAEhngQXww.ApsCxB2imfUL", "/l/…"),
+        ("/o/AQCFIGe1rugtDw.ApsCxB2imfUL.gif", "/o/…"),
         ("/preferences/AbCdEf0123456789_-xyzW/export", "/preferences/…/export"),
         ("/confirm/AbCdEf0123456789_-xyzWAbCdEf0123456789", "/confirm/…"),
         ("/archive/3", "/archive/3"),

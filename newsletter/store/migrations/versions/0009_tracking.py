@@ -73,10 +73,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_unsubscribes")),
     )
     op.create_index("ix_unsubscribes_issue_id", "unsubscribes", ["issue_id"])
-    with op.batch_alter_table("subscribers", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("no_tracking", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    # A plain ADD COLUMN (SQLite has it for a column with a default): a batch operation
+    # would copy the table and lose its expression index (ix_subscribers_token_selector).
+    op.add_column(
+        "subscribers",
+        sa.Column("no_tracking", sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
 
 
 def downgrade() -> None:
