@@ -144,6 +144,19 @@ def check_site(settings: Settings) -> list[Check]:
         checks.append(Check("site", "warn", f"site.base_url {settings.site.base_url} {why}"))
     if settings.sender.from_address.endswith("@example.com"):
         checks.append(Check("sender", "warn", "sender.from_address is still example.com"))
+    tracking = settings.tracking
+    if tracking.clicks or tracking.opens:
+        what = " and ".join(
+            n for n, on in (("clicks", tracking.clicks), ("opens", tracking.opens)) if on
+        )
+        where = f"{settings.site.base_url.rstrip('/')}/l/..."
+        checks.append(
+            Check(
+                "tracking",
+                "ok",
+                f"{what} counted through {where} (`newsletter serve` must answer there)",
+            )
+        )
     return checks
 
 
