@@ -264,3 +264,30 @@ def test_a_reader_who_opted_out_gets_plain_links(web) -> None:
     assert tracked_links(site, private) == []
     assert "/l/" not in text_part(private) and "honeypot" not in html_part(private)
     assert tracked_links(site, site.wait_for_mails("tracked@example.com")[0])
+
+
+def test_a_scanner_burst_drops_no_human_click_and_the_pages_stay_up(web) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    site = web()
+    issue_id, (person, scanned) = sent_issue(site)
+    human_link = tracked_links(site, site.wait_for_mails(person)[0])[1]
+    scanner_links = tracked_links(site, site.wait_for_mails(scanned)[0])
+    burst = [scanner_links[i % len(scanner_links)] for i in range(600)]
+    agent = {"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"}
+    with httpx.Client(base_url=site.base_url, timeout=30.0) as http:
+
+        def scan(link: str) -> int:
+            return http.get(link, headers=agent).status_code
+
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            answers = pool.map(scan, burst)
+            human = http.get(human_link, headers={"User-Agent": BROWSER})
+            page = http.get("/subscribe")
+            statuses = list(answers)
+    assert human.status_code == 302 and page.status_code == 200
+    assert set(statuses) <= {302, 204} and len(statuses) == 600
+    clicks = clicks_when(site, issue_id, lambda c: c["total"] == 1 and c["machine"] == 600)
+    assert clicks["unique"] == 1
