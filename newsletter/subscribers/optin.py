@@ -1,5 +1,6 @@
 """Subscriber self-service: sign-up with double opt-in, confirmation, the token links of every
-email (unsubscribe, preferences, data export, erasure) and the clean-up of expired sign-ups.
+email (unsubscribe with its optional "why?", preferences, data export, erasure) and the
+clean-up of expired sign-ups.
 
 The web service calls these; each takes the caller's Session and commits nothing. Times are
 passed in (``now``) so the clock stays at the edge.
@@ -20,9 +21,10 @@ to a savepoint). Only the email that goes out, or not, differs, and it is sent a
 answer. Per-IP limits count an IPv6 client by its network (``[web] ipv6_prefix``, /64), so
 one host cannot step around them with the addresses of its own prefix.
 
-Raises InvalidEmailError (a bad address), InvalidInputError (a list that is not offered),
-NotFoundError (no subscriber or confirmation has that token: the web answers 404) and
-RateLimitedError (too many sign-up requests).
+Raises InvalidEmailError (a bad address), InvalidInputError (a list that is not offered, a
+"why?" answer that is not one of UNSUBSCRIBE_REASONS), NotFoundError (no subscriber or
+confirmation has that token: the web answers 404) and RateLimitedError (too many sign-up
+requests).
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ from ..config import WebSettings
 from ..errors import InvalidInputError, NotFoundError, RateLimitedError
 from ..store import ratelimits
 from ..store import subscribers as store_subscribers
+from ..store import tracking as store_tracking
 from ..store.models import (
     SUPPRESSED_STATUSES,
     TOKEN_SELECTOR_LENGTH,
     Confirmation,
+    Issue,
     MailingList,
     Membership,
     RateLimit,
@@ -68,6 +72,16 @@ before its row is deleted; after that it gets a 404 like any unknown link."""
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _VERSION = re.compile(r"[A-Za-z0-9._:-]{1,40}")
 _NOT_FOUND = "no such link"  # the same message for every unknown or tampered token
+_ISSUE_REF = re.compile(r"[0-9]{1,18}")  # below 2**63: fits every database's id column
+
+UNSUBSCRIBE_REASONS: dict[str, str] = {
+    "too_many": "Too many emails",
+    "not_relevant": "Not what I'm interested in",
+    "never_signed_up": "I never signed up",
+    "other": "Something else",
+}
+"""The answers the unsubscribe page offers to "why?": the key is what is stored (at most 32
+characters) and counted per issue, the value what the page shows."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -424,16 +438,65 @@ def subscriber_by_token(session: Session, token: str) -> Subscriber:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    """What an unsubscribe link did: the person, and the id of the unsubscription it counted
+    (the ``Unsubscribe`` row that the "why?" answer goes on), None when this request changed
+    nothing (already unsubscribed, bounced or complained)."""
+
+    subscriber: Subscriber
+    counted: int | None
+
+
+def issue_ref(text: str) -> int | None:
+    """The issue an unsubscribe URL's ``?issue=`` names: a positive integer, else None
+    (nothing, garbage or an absurd number is "not from an issue", never an error)."""
+    text = text.strip()
+    if not _ISSUE_REF.fullmatch(text) or int(text) == 0:
+        return None
+    return int(text)
+
+
 def unsubscribe_by_token(
-    session: Session, token: str, *, method: Literal["one-click", "page"], ip: str
-) -> Subscriber:
+    session: Session,
+    token: str,
+    *,
+    method: Literal["one-click", "page"],
+    ip: str,
+    issue_id: int | None = None,
+) -> Unsubscribed:
     """Unsubscribe the owner of ``token``: idempotent (a second call changes nothing and logs
     nothing), and a bounced or complained person stays as they are (already never mailed).
-    Takes effect for the next delivery claimed. Raises NotFoundError for a bad token."""
+    Takes effect for the next delivery claimed.
+
+    An unsubscription this call makes is counted for ``issue_id`` (the issue whose link or
+    List-Unsubscribe header was used; one that does not exist counts as no issue). The count
+    names no one. Raises NotFoundError for a bad token."""
     sub = subscriber_by_token(session, token)
-    if sub.status not in SUPPRESSED_STATUSES:
-        unsubscribe(session, sub, source=f"web-{method}", ip=ip[:64])
-    return sub
+    counted = None
+    if sub.status not in SUPPRESSED_STATUSES and unsubscribe(
+        session, sub, source=f"web-{method}", ip=ip[:64]
+    ):
+        counted = store_tracking.add_unsubscribe(session, _existing_issue(session, issue_id))
+    return Unsubscribed(sub, counted)
+
+
+def _existing_issue(session: Session, issue_id: int | None) -> int | None:
+    if issue_id is None:
+        return None
+    return session.scalar(select(Issue.id).where(Issue.id == issue_id))
+
+
+def record_unsubscribe_reason(session: Session, unsubscribe_id: int, reason: str) -> bool:
+    """Put the answer to "why?" on the unsubscription ``unsubscribe_id`` (which the caller
+    has verified the person was given): once, a later answer changes nothing; an empty
+    answer records nothing. Returns whether it was recorded. Raises InvalidInputError for
+    an answer that is not one of UNSUBSCRIBE_REASONS."""
+    if not reason:
+        return False
+    if reason not in UNSUBSCRIBE_REASONS:
+        raise InvalidInputError("that is not one of the answers offered")
+    return store_tracking.set_unsubscribe_reason(session, unsubscribe_id, reason)
 
 
 def editable_lists(sub: Subscriber, policy: OptInPolicy) -> list[str]:
@@ -450,10 +513,12 @@ def update_preferences(
     name: str | None,
     lists: list[str],
     ip: str,
+    no_tracking: bool | None = None,
 ) -> bool:
-    """Set a subscriber's name (None: leave it) and lists from the preferences page; logs an
-    "updated" event when something changed and returns whether it did. Raises
-    InvalidInputError for a list that the page does not offer them."""
+    """Set a subscriber's name (None: leave it), lists and "don't track my clicks" (None:
+    leave it) from the preferences page; logs an "updated" event when something changed and
+    returns whether it did. Raises InvalidInputError for a list that the page does not offer
+    them."""
     allowed = editable_lists(sub, policy)
     wanted = list(dict.fromkeys(n.strip() for n in lists if n.strip()))
     for list_name in wanted:
@@ -478,6 +543,9 @@ def update_preferences(
         _join(session, sub, [m.name for m in mlists if m.id in keep])
         session.expire(sub, ["lists"])
         changed["lists"] = sorted(m.name for m in sub.lists)
+    if no_tracking is not None and no_tracking != sub.no_tracking:
+        sub.no_tracking = no_tracking
+        changed["no_tracking"] = no_tracking
     if changed:
         log_event(session, sub.id, "updated", source="web-preferences", ip=ip[:64], detail=changed)
         session.flush()
@@ -486,7 +554,8 @@ def update_preferences(
 
 def person_export(session: Session, sub: Subscriber) -> dict[str, Any]:
     """Everything stored about ``sub``: ``person_data`` (fields, lists, every event, i.e. the
-    consent records) plus the confirmation links sent to them with what each recorded."""
+    consent records, and their own clicks and opens if any were tied to them) plus the
+    confirmation links sent to them with what each recorded."""
     rows = session.scalars(
         select(Confirmation).where(Confirmation.subscriber_id == sub.id).order_by(Confirmation.id)
     )
@@ -505,8 +574,9 @@ def person_export(session: Session, sub: Subscriber) -> dict[str, Any]:
 
 
 def erase_self(session: Session, sub: Subscriber) -> None:
-    """GDPR erasure asked for by the person: their confirmations, events, memberships and row
-    are deleted; only the suppression hash of the address stays (``service.erase``)."""
+    """GDPR erasure asked for by the person: their confirmations, events (tracking events
+    too), memberships and row are deleted; only the suppression hash of the address stays
+    (``service.erase``)."""
     session.execute(delete(Confirmation).where(Confirmation.subscriber_id == sub.id))
     erase(session, sub)
 

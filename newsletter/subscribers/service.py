@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from ..errors import InvalidInputError, NotFoundError
+from ..store import tracking as store_tracking
 from ..store.models import (
     SUPPRESSED_STATUSES,
     MailingList,
@@ -242,7 +243,13 @@ def unsubscribe(
 
 
 def person_data(sub: Subscriber) -> dict[str, Any]:
-    """Everything held on one person: fields, lists and the whole event (consent) history."""
+    """Everything held on one person: fields, lists, the whole event (consent) history and
+    their clicks and opens (``tracking_events``: only ever stored with ``[tracking]
+    per_subscriber`` on, and only until ``retention_days``). Reads through the session
+    ``sub`` belongs to, as its lists and events do."""
+    session = object_session(sub)
+    if session is None:
+        raise ValueError("person_data needs a subscriber that belongs to a session")
     return {
         "id": sub.id,
         "email": sub.email,
@@ -254,6 +261,7 @@ def person_data(sub: Subscriber) -> dict[str, Any]:
         "updated_at": _iso(sub.updated_at),
         "confirmed_at": _iso(sub.confirmed_at),
         "unsubscribed_at": _iso(sub.unsubscribed_at),
+        "no_tracking": sub.no_tracking,
         "lists": [m.name for m in sub.lists],
         "events": [
             {
@@ -265,11 +273,13 @@ def person_data(sub: Subscriber) -> dict[str, Any]:
             }
             for e in sub.events
         ],
+        "tracking_events": store_tracking.events_of(session, sub.id),
     }
 
 
 def erase(session: Session, sub: Subscriber) -> str:
-    """GDPR erasure: delete the person and their history; keep only a suppression hash.
+    """GDPR erasure: delete the person, their history and their clicks and opens; keep only
+    a suppression hash. The per-issue unsubscribe counts name no one and stay.
 
     Returns the hash. The address can never be added or imported again.
     """
@@ -277,6 +287,7 @@ def erase(session: Session, sub: Subscriber) -> str:
     if session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is None:
         session.add(Suppression(email_hash=digest, reason="erased"))
     session.execute(delete(SubscriberEvent).where(SubscriberEvent.subscriber_id == sub.id))
+    store_tracking.delete_events_of(session, sub.id)
     session.execute(delete(Membership).where(Membership.subscriber_id == sub.id))
     session.execute(delete(Subscriber).where(Subscriber.id == sub.id))
     session.expunge(sub)

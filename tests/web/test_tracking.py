@@ -219,8 +219,12 @@ def test_per_subscriber_events_are_in_the_export_and_gone_after_erase(web) -> No
     link = tracked_links(site, site.wait_for_mails(first)[0])[1]
     site.http.get(link, headers={"User-Agent": BROWSER})
     clicks_when(site, issue_id, lambda c: c["total"] == 1)
+    person = site.person(first)
     with site.session() as s:
-        assert s.scalar(select(TrackingEvent.subscriber_id)) == site.person(first)["id"]
+        assert s.scalar(select(TrackingEvent.subscriber_id)) == person["id"]
+    [event] = person["tracking_events"]
+    assert event["kind"] == "click" and event["issue_id"] == issue_id
+    assert event["url"] and event["machine"] == ""
     site.cli.ok("subscriber", "erase", first, "--yes")
     with site.session() as s:
         assert s.scalars(select(TrackingEvent)).all() == []

@@ -1,4 +1,5 @@
-"""The preferences link of every email: name and lists, the data download, erasure."""
+"""The preferences link of every email: name, lists and "don't track my clicks", the data
+download, erasure."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def _preferences(session: Session, token: str, policy: OptInPolicy) -> dict[str,
         "status": sub.status,
         "status_text": STATUS_TEXT.get(sub.status, sub.status),
         "lists": [{"name": n, "member": n in member} for n in editable_lists(sub, policy)],
+        "no_tracking": sub.no_tracking,
     }
 
 
@@ -63,7 +65,7 @@ async def _preferences_response(
 
 
 async def preferences_page(request: Request) -> Response:
-    """The preferences link of every email: name, lists, data download, erasure."""
+    """The preferences link of every email: name, lists, don't-track, data download, erasure."""
     return await _preferences_response(request, saved=request.query_params.get("saved") == "1")
 
 
@@ -75,12 +77,13 @@ def _save(
     *,
     name: str | None,
     lists: list[str],
+    no_tracking: bool,
     ip: str,
 ) -> None:
     sub = subscriber_by_token(session, token)
     if not csrf_ok:
         raise form_expired()
-    update_preferences(session, sub, policy, name=name, lists=lists, ip=ip)
+    update_preferences(session, sub, policy, name=name, lists=lists, no_tracking=no_tracking, ip=ip)
 
 
 async def preferences_post(request: Request) -> Response:
@@ -96,6 +99,7 @@ async def preferences_post(request: Request) -> Response:
             web.policy,
             name=name[:MAX_FIELD] if isinstance(name, str) else None,
             lists=list(form_texts(form, "list")),
+            no_tracking=form_text(form, "no_tracking") == "yes",  # an unticked box is absent
             ip=client_ip(request),
         )
     except InvalidInputError as exc:
