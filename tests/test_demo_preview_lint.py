@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,18 @@ def test_demo_runs_end_to_end_and_its_summary_matches_its_folder(tmp_path: Path)
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert '"status": "unsubscribed"' in shown.stdout and "web-one-click" in shown.stdout
+    # The demo followed a tracked link as a reader and the report counted it, and the
+    # unsubscribe for the issue it came from.
+    assert "1 click by a person, 0 by machines, 1 unsubscribed because of this issue" in (
+        proc.stdout
+    )
+    report = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"),
+         "issue", "show", "1", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    clicks = json.loads(report.stdout)["clicks"]
+    assert clicks["total"] == 1 and clicks["links"][0]["url"].startswith("https://")
     listed = subprocess.run(
         [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"),
          "subscriber", "list", "--json"],

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
+from lxml import html as lxml_html
 from sqlalchemy import Engine
 
 from ..config import Settings, database_url, load_settings
@@ -36,6 +37,7 @@ from ..delivery.send import send_issue
 from ..errors import InvalidInputError
 from ..issues import lint, preview
 from ..issues.render import prepare
+from ..issues.report import issue_report
 from ..issues.service import audience_size, create_issue
 from ..store import upgrade, writer_sessions
 from ..store.engine import PRIVATE_FILE_MODE, open_database
@@ -135,6 +137,28 @@ def prepare_folder(folder: Path) -> None:
 class WebShown:
     url: str
     unsubscribed: str
+    clicked: str  # where the tracked link the demo followed went
+
+
+def _follow_a_link(http: httpx.Client, message: email.message.EmailMessage, base_url: str) -> str:
+    """Follow the first tracked link of ``message`` as a reader's browser would; return where
+    the redirector sent it. Raises InvalidInputError if it did not answer with a redirect."""
+    body = message.get_body(preferencelist=("html",))
+    doc = lxml_html.document_fromstring(body.get_content() if body is not None else "<p></p>")
+    prefix = base_url.rstrip("/") + "/l/"
+    links = [
+        a.get("href", "")
+        for a in doc.iter("a")
+        if a.get("href", "").startswith(prefix)
+        and "display:none" not in a.get("style", "").replace(" ", "")  # not the honeypot
+    ]
+    if not links:
+        raise InvalidInputError("demo: the sent message has no tracked link")
+    browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Firefox/133.0"}
+    answer = http.get(urlsplit(links[0]).path, headers=browser)
+    if answer.status_code != 302:
+        raise InvalidInputError(f"demo: a tracked link answered {answer.status_code}")
+    return answer.headers["location"]
 
 
 def _show_web(settings: Settings, engine: Engine, outbox: Path, subject: str) -> WebShown:
@@ -158,15 +182,17 @@ def _show_web(settings: Settings, engine: Engine, outbox: Path, subject: str) ->
             message = email.message_from_bytes(
                 sorted(outbox.iterdir())[0].read_bytes(), policy=email.policy.default
             )
+            clicked = _follow_a_link(http, message, settings.site.base_url)
             links = re.findall(r"<([^>]+)>", str(message["List-Unsubscribe"]))
             one_click = next((u for u in links if u.startswith("http")), "")
-            path = urlsplit(one_click).path
+            parts = urlsplit(one_click)
+            path = f"{parts.path}?{parts.query}"  # the query names the issue
             answer = http.post(path, data={"List-Unsubscribe": "One-Click"})
             if answer.status_code != 200:
                 raise InvalidInputError(
                     f"demo: one-click unsubscribe answered {answer.status_code}"
                 )
-        return WebShown(base, str(message["To"].addresses[0].addr_spec))
+        return WebShown(base, str(message["To"].addresses[0].addr_spec), clicked)
     finally:
         server.should_exit = True
         thread.join()
@@ -230,8 +256,16 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
             web = _show_web(settings, engine, outbox, subject)
             say(
                 f"9. Web service up for a moment at {web.url}: the archive lists {subject!r}; "
+                f"a reader's click on a link went to {web.clicked}; "
                 f"{web.unsubscribed} unsubscribed with one click (RFC 8058) from the "
                 "List-Unsubscribe header of the message they received"
+            )
+            with sessions() as session, session.begin():
+                report = issue_report(session, settings, issue_id)
+            say(
+                f"10. `newsletter issue show {issue_id}`: {report.clicks.total} click by a "
+                f"person, {report.clicks.machine} by machines, {report.unsubscribes} "
+                "unsubscribed because of this issue"
             )
         finally:
             engine.dispose()
