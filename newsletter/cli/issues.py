@@ -23,11 +23,16 @@ from ..issues import preview as preview_
 from ..issues import report as report_
 from ..issues import schedule, service
 from ..issues.render import prepare
+from ..issues.report import Engagement, IssueReport
+from ..reports import issue as issue_page
+from ..reports import page
 from ..store.errors import translating
 from ..store.models import FINAL_DELIVERY_STATUSES
+from ..tracking.robots import NOT_CLICKS
 from .context import AppContext, app_context
 from .output import ISSUE_ID, JSON_OPT, console, err_console, print_json, print_json_array
 from .signals import StopSignals
+from .tables import print_rows
 
 issue_app = typer.Typer(help="Issues: editions of the newsletter.", no_args_is_help=True)
 
@@ -175,6 +180,54 @@ def show(
         console.print(f"  backing off {', '.join(d.domains)} until "
                       f"{d.until.isoformat(timespec='seconds')} "
                       f"(throttled {d.strikes}x in a row: {d.reply})")  # fmt: skip
+    if report.started_at or report.clicks.total or report.clicks.machine:
+        _print_engagement(report)
+
+
+LINKS_SHOWN = 10
+
+
+def _print_engagement(report: IssueReport) -> None:
+    """People's clicks first, machines' apart; the most clicked links; opens when counted;
+    unsubscribes and why."""
+    console.print(f"  clicks    {_engagement(report.clicks)}")
+    links = report.clicks.links
+    if links:
+        rows = [(link.total, link.unique, link.url) for link in links[:LINKS_SHOWN]]
+        print_rows(("clicks", "unique", "link"), rows, right=(0, 1), indent=12)
+        if len(links) > LINKS_SHOWN:
+            more = len(links) - LINKS_SHOWN
+            console.print(f"{'':12}and {more} more (`issue report {report.id} --out` lists all)")
+    if report.opens is not None:
+        console.print(f"  opens     {_engagement(report.opens)}")
+    why = ", ".join(f"{reason} {n}" for reason, n in report.unsubscribe_reasons.items())
+    console.print(f"  unsubscribed {report.unsubscribes}" + (f" (why: {why})" if why else ""))
+
+
+def _engagement(e: Engagement) -> str:
+    """One line: "12 (9 unique) by people; 30 by machines (burst 20, user_agent 10); not
+    counted: head 2" (HEAD and prefetch requests are never clicks)."""
+    rules = sorted(e.filtered.items(), key=lambda item: (-item[1], item[0]))
+    machines = ", ".join(f"{r} {n}" for r, n in rules if r not in NOT_CLICKS)
+    ignored = ", ".join(f"{r} {n}" for r, n in rules if r in NOT_CLICKS)
+    line = f"{e.total} ({e.unique} unique) by people; {e.machine} by machines"
+    line += f" ({machines})" if machines else ""
+    return line + (f"; not counted: {ignored}" if ignored else "")
+
+
+@issue_app.command("report")
+def write_report(
+    ctx: typer.Context,
+    issue_id: int = ISSUE_ID,
+    out: Path = typer.Option(..., "--out", help="The HTML file to write."),
+) -> None:
+    """Write the issue's report as one HTML file with charts (opens offline): funnel, clicks
+    over the first 72 hours, links, people and machines, bounces. Needs the reports extra."""
+    nl = app_context(ctx)
+    with nl.transaction() as session:
+        values = issue_page.gather(session, nl.settings, issue_id)
+    size = page.save(out, page.issue_html(values))
+    console.print(f"Wrote {out} ({size // 1024 or 1} KB).")
 
 
 @issue_app.command("send")
