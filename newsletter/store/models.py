@@ -256,6 +256,10 @@ class Issue(Base):
     pause_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
     # 1 once a marketer resumed it after such a pause: the guard does not pause it again.
     guard_off: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Who beyond the list (newsletter.audiences): {"where": EXPR, "segment": NAME,
+    # "exclude_lists": [...], "exclude_segments": [...], "resend_of": ID, "to": "non-clickers"};
+    # {} is the whole list. Fixed in the ledger when sending starts.
+    audience_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     # In the public archive? None: as its list says (newsletter.issues.archive).
     archive: Mapped[bool | None] = mapped_column(Boolean, default=None)
     # The unguessable name of its archive and web-view pages (never the sequential id).
@@ -537,3 +541,41 @@ class Unsubscribe(Base):
     )
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reason: Mapped[str] = mapped_column(String(32), default="")
+
+
+# --- audiences (newsletter.audiences) -------------------------------------------------------
+
+
+class Tag(Base):
+    """A label on subscribers ("customer", "vip"), from imports or `subscriber tag`."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SubscriberTag(Base):
+    __tablename__ = "subscriber_tags"
+    __table_args__ = (Index("ix_subscriber_tags_tag_id", "tag_id", "subscriber_id"),)
+
+    subscriber_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Segment(Base):
+    """A named audience expression (docs/marketers.md: the segment language)."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    expression: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
