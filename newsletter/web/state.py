@@ -7,6 +7,7 @@ the imports run one way: the factory imports the handlers, the handlers import t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
@@ -68,6 +69,8 @@ class WebApp:
         self._writes: sessionmaker[Session] = writer_sessions(engine)
         self._reads: sessionmaker[Session] = session_factory(engine)
         self.redirector = Redirector(settings.tracking, self._writes)
+        # loads that requests arriving together share (pages/track.py), by what they load
+        self.loading: dict[object, asyncio.Future[None]] = {}
 
     # -- the store ------------------------------------------------------------------------
 

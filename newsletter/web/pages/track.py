@@ -8,7 +8,9 @@ for the database after an issue's first click: the hit is queued (tracking.recor
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,10 +23,22 @@ NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referre
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
+async def _once(web: WebApp, what: object, load: Callable[[], Awaitable[None]]) -> None:
+    """Run ``load`` once for all the requests that need ``what`` at the same moment (a
+    scanner's burst on a new issue): the first one loads, the others wait for it. A failed
+    load fails its waiters; the next request tries again."""
+    loading = web.loading
+    pending = loading.get(what)
+    if pending is None:
+        pending = loading[what] = asyncio.ensure_future(load())
+        pending.add_done_callback(lambda _: loading.pop(what, None))
+    await asyncio.shield(pending)
+
+
 async def _target(web: WebApp, token: str, kind: str) -> Target:
     redirector: Redirector = web.redirector
     if not redirector.ready:
-        await web.run(redirector.load_key)
+        await _once(web, "key", lambda: web.run(redirector.load_key))
     target = redirector.parse(token, kind=kind)
     if target is None:
         raise NotFoundError("no such link")
@@ -39,7 +53,8 @@ async def click(request: Request) -> Response:
         redirector.record(target, request.method, request.headers, kind="click")
         return Response(status_code=204, headers=NO_STORE)
     if not redirector.has_links(target.issue_id):
-        await web.read(redirector.load_links, target.issue_id)
+        issue_id = target.issue_id
+        await _once(web, issue_id, lambda: web.read(redirector.load_links, issue_id))
     url = redirector.url(target)
     if url is None:
         raise NotFoundError("no such link")
