@@ -288,6 +288,7 @@ class _Variant:
         "html_keys",
         "parts",
         "reader",
+        "reader_keys",
         "slots",
         "text",
         "text_keys",
@@ -300,9 +301,17 @@ class _Variant:
         self.slots = tuple(layout.slots)
         self.html_fields = frozenset(html.fields)
         # (field, slot key) pairs, so the hot path does not build the keys per recipient
-        self.text_keys = tuple((f, f"text:{f}") for f in sorted(set(text.fields)))
-        self.html_keys = tuple((f, f"html:{f}") for f in sorted(self.html_fields))
-        self.reader = READER in self.html_fields or READER in text.fields
+        personal_text = sorted(set(text.fields) - {READER})
+        self.text_keys = tuple((f, f"text:{f}") for f in personal_text)
+        self.html_keys = tuple((f, f"html:{f}") for f in sorted(self.html_fields - {READER}))
+        # The reader token is base64url: the same bytes in both parts, nothing to escape or
+        # encode (it is far shorter than a quoted-printable line).
+        self.reader_keys = tuple(
+            f"{part}:{READER}"
+            for part, fields in (("text", text.fields), ("html", html.fields))
+            if READER in fields
+        )
+        self.reader = bool(self.reader_keys)
 
 
 class PreparedIssue:
@@ -410,6 +419,10 @@ class PreparedIssue:
             values[key] = encode_value(fields[field])
         for field, key in variant.html_keys:
             values[key] = encode_value(markupsafe.escape(fields[field]))
+        if variant.reader_keys:
+            reader = fields[READER].encode("ascii") + SOFT_BREAK
+            for key in variant.reader_keys:
+                values[key] = reader
         parts = variant.parts.copy()
         for index, key in variant.slots:
             parts[index] = values[key]
