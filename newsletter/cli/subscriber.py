@@ -1,4 +1,4 @@
-"""`newsletter subscriber add|list|show|export|unsubscribe|erase|import`.
+"""`newsletter subscriber add|list|show|tag|untag|export|unsubscribe|erase|import`.
 
 Each command imports what it uses: `subscriber list` reads with Core queries
 (subscribers/listing.py), the others load the ORM use cases (subscribers/service.py).
@@ -21,6 +21,7 @@ from .output import JSON_OPT, console, err_console, print_json, print_json_array
 sub_app = typer.Typer(help="Subscribers: add, import, list, export, erase.", no_args_is_help=True)
 
 LIST_OPT = typer.Option(None, "--list", "-l", help="Only members of this list.")
+TAG_NAMES = typer.Argument(..., help="Tag names (any case; stored lower-cased).")
 
 
 def register(app: typer.Typer) -> None:
@@ -62,13 +63,16 @@ def list_(
     list_name: str | None = LIST_OPT,
     status: str | None = typer.Option(None, "--status", help="Only this status."),
     search: str | None = typer.Option(None, "--search", "-s", help="Substring of email or name."),
+    tags: list[str] = typer.Option(
+        [], "--tag", "-t", help="Only those with this tag (repeatable: with all of them)."
+    ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """List subscribers (streams: works on millions)."""
     with app_context(ctx).connection() as conn:
         rows = listing.summaries(
-            conn, list_name=list_name, status=status, search=search, limit=limit
+            conn, list_name=list_name, status=status, search=search, tags=tags, limit=limit
         )
         if as_json:
             print_json_array(rows)
@@ -96,10 +100,48 @@ def show(
     for key in ("id", "email", "name", "status", "source", "created_at", "confirmed_at"):
         console.print(f"{key:<13} {data[key] if data[key] is not None else ''}")
     console.print(f"{'lists':<13} {', '.join(data['lists'])}")
+    console.print(f"{'tags':<13} {', '.join(data['tags'])}")
     if data["attributes"]:
         console.print(f"{'attributes':<13} {data['attributes']}")
     for e in data["events"]:
         console.print(f"  {e['at']}  {e['kind']:<12} {e['source']} {e['ip']} {e['detail'] or ''}")
+
+
+@sub_app.command("tag")
+def tag(
+    ctx: typer.Context,
+    who: str = typer.Argument(..., help="Email address or id."),
+    names: list[str] = TAG_NAMES,
+) -> None:
+    """Give someone tags (created as needed; tags they have already are no error)."""
+    from ..subscribers import service, tags
+
+    with app_context(ctx).transaction() as session:
+        sub = service.find_subscriber(session, who)
+        added = tags.tag(session, sub, names)
+        now = tags.tags_of(session, sub)
+    console.print(f"{sub.email}: {_tag_change('added', added)}; tags now: {', '.join(now)}.")
+
+
+@sub_app.command("untag")
+def untag(
+    ctx: typer.Context,
+    who: str = typer.Argument(..., help="Email address or id."),
+    names: list[str] = TAG_NAMES,
+) -> None:
+    """Take tags from someone (tags they do not have are no error)."""
+    from ..subscribers import service, tags
+
+    with app_context(ctx).transaction() as session:
+        sub = service.find_subscriber(session, who)
+        removed = tags.untag(session, sub, names)
+        now = tags.tags_of(session, sub)
+    left = ", ".join(now) or "none"
+    console.print(f"{sub.email}: {_tag_change('removed', removed)}; tags now: {left}.")
+
+
+def _tag_change(verb: str, names: list[str]) -> str:
+    return f"{verb} {', '.join(names)}" if names else f"nothing {verb}"
 
 
 @sub_app.command("export")
@@ -114,7 +156,7 @@ def export(
     from ..subscribers.export import write_csv
 
     with app_context(ctx).reading() as session:
-        subs = service.iter_subscribers(session, list_name=list_name, status=status)
+        subs = service.export_subscribers(session, list_name=list_name, status=status)
         if out is None:
             write_csv(subs, sys.stdout)
             return
@@ -173,7 +215,9 @@ def _parse_maps(maps: list[str]) -> dict[str, str]:
 @sub_app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="CSV file (comma, semicolon or tab; UTF-8)."),
+    file: Path = typer.Argument(
+        ..., help="CSV file (comma, semicolon or tab; UTF-8), or Mailchimp's export .zip."
+    ),
     list_name: str | None = typer.Option(None, "--list", "-l", help="Add everyone to this list."),
     preset: str = typer.Option(
         "auto", "--preset", help="auto, mailchimp, substack, listmonk or generic."
@@ -192,6 +236,9 @@ def import_(
     ),
     confirmed: bool = typer.Option(False, "--confirmed", help="New people are active (default)."),
     unconfirmed: bool = typer.Option(False, "--unconfirmed", help="New people are unconfirmed."),
+    tags: list[str] = typer.Option(
+        [], "--tag", "-t", help="Give everyone imported this tag, besides the file's (repeatable)."
+    ),
     lenient: bool = typer.Option(
         False,
         "--lenient",
@@ -199,7 +246,8 @@ def import_(
         "on at the next line (without it, such a file is refused).",
     ),
 ) -> None:
-    """Import subscribers from a CSV export (Mailchimp, Substack, listmonk or any CSV)."""
+    """Import subscribers from a CSV export (Mailchimp, Substack, listmonk or any CSV) or from
+    Mailchimp's export archive (the .zip of subscribed, unsubscribed and cleaned members)."""
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -250,6 +298,7 @@ def import_(
                 report=report_fh,
                 progress=lambda n: progress.update(task, completed=n),
                 lenient=lenient,
+                tags=tags,
             )
     c = result.counts
     head = "Dry run, nothing changed" if dry_run else "Imported"
@@ -258,6 +307,12 @@ def import_(
         f"{c['updated']} updated, {c['unchanged']} unchanged, {c['duplicate']} duplicate in file, "
         f"{c['suppressed']} suppressed, {c['rejected']} rejected."
     )
+    if result.files:
+        parts = [f"{name} ({status}): {rows}" for name, status, rows in result.files]
+        console.print(f"From {file.name}: {'; '.join(parts)} rows.")
+    if result.tags:
+        given = "not given in a dry run" if dry_run else f"{result.tagged} given"
+        console.print(f"Tags {', '.join(sorted(result.tags))}: {given}.")
     if list_name:
         console.print(f"{result.added_to_list} {'would join' if dry_run else 'joined'} "
                       f"list {list_name!r}.")  # fmt: skip

@@ -30,6 +30,7 @@ COLUMNS = (
     "token",
     "value",
     "reason",
+    "tags",
 )
 """The staging table's columns, in the order of a staged row's values."""
 
@@ -46,7 +47,7 @@ def create_staging(conn: Connection) -> None:
     conn.exec_driver_sql(
         f"CREATE {temp} TABLE {STAGING} (row_no INTEGER NOT NULL, email TEXT, email_key TEXT, "
         "email_hash TEXT, name TEXT NOT NULL, status TEXT, attributes TEXT, token TEXT, "
-        "value TEXT, reason TEXT)" + (" ON COMMIT DROP" if pg else "")
+        "value TEXT, reason TEXT, tags TEXT)" + (" ON COMMIT DROP" if pg else "")
     )
 
 
@@ -90,7 +91,7 @@ def classify(conn: Connection, suppressed_statuses: Sequence[str]) -> None:
     conn.exec_driver_sql(f"CREATE INDEX ix_{STAGING}_key ON {STAGING} (email_key)")
     conn.exec_driver_sql(
         f"CREATE {temp} TABLE {RESULT} AS SELECT s.row_no, s.email, s.email_key, s.name, "
-        "s.status, s.attributes, s.token, s.value, sub.id AS subscriber_id, "
+        "s.status, s.attributes, s.token, s.value, s.tags, sub.id AS subscriber_id, "
         "CASE WHEN s.email_key IS NULL THEN 'rejected' "
         "WHEN f.first_row <> s.row_no THEN 'duplicate' "
         "WHEN sup.email_hash IS NOT NULL THEN 'suppressed' "
@@ -187,6 +188,42 @@ def apply(
         {"list_id": list_id, "now": now},
     )
     return added.rowcount
+
+
+def apply_tags(conn: Connection, *, tag_ids: Sequence[int], now: datetime) -> int:
+    """Tag the people of the new, updated and unchanged rows (after ``apply``) with the tags
+    their row names (the staged JSON array of names; the tags are created as needed) and with
+    the tags ``tag_ids`` (an import's ``--tag``). Three set-based statements, whatever the
+    number of rows; tags are only ever added (ON CONFLICT DO NOTHING). Returns how many
+    (subscriber, tag) pairs were new."""
+    if _pg(conn):
+        names = "json_array_elements_text(CAST(r.tags AS json)) AS j(value)"
+    else:
+        names = "json_each(r.tags) AS j"
+    kept = "r.outcome IN ('new', 'updated', 'unchanged')"
+    pair = "INSERT INTO subscriber_tags (subscriber_id, tag_id, created_at) "
+    # SQLite reads ON CONFLICT after a SELECT as part of it unless the SELECT has a WHERE.
+    _execute(
+        conn,
+        f"INSERT INTO tags (name, created_at) SELECT DISTINCT j.value, :now FROM {RESULT} r "
+        f"CROSS JOIN {names} WHERE r.tags IS NOT NULL AND {kept} ON CONFLICT (name) DO NOTHING",
+        {"now": now},
+    )
+    added = _execute(
+        conn,
+        f"{pair}SELECT sub.id, t.id, :now FROM {RESULT} r CROSS JOIN {names} "
+        "JOIN tags t ON t.name = j.value JOIN subscribers sub ON sub.email_key = r.email_key "
+        f"WHERE r.tags IS NOT NULL AND {kept} ON CONFLICT DO NOTHING",
+        {"now": now},
+    ).rowcount
+    if tag_ids:
+        stmt = text(
+            f"{pair}SELECT sub.id, t.id, :now FROM {RESULT} r "
+            "JOIN subscribers sub ON sub.email_key = r.email_key "
+            f"CROSS JOIN tags t WHERE t.id IN :ids AND {kept} ON CONFLICT DO NOTHING"
+        ).bindparams(bindparam("now", type_=UTCDateTime), bindparam("ids", expanding=True))
+        added += conn.execute(stmt, {"now": now, "ids": list(tag_ids)}).rowcount
+    return added
 
 
 def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> CursorResult[Any]:

@@ -4,9 +4,10 @@
 (comma, semicolon or tab) and yields records (``CsvRecords``: a quote that is never closed is
 found, not allowed to swallow the rows after it); ``resolve_mapping`` turns a preset or
 explicit ``--map`` options into column positions; ``parse_record`` validates one row into a
-``Candidate`` or a ``Rejection``. Raises ImportFileError for a file that cannot be imported at
-all: binary, empty, not UTF-8, no email column, a ``--map`` column that is not in the file, a
-quote that is never closed (unless lenient).
+``Candidate`` or a ``Rejection`` (a cell of tags is split and checked by tags.py's rules).
+Raises ImportFileError for a file that cannot be imported at all: binary, empty, not UTF-8,
+no email column, a ``--map`` column that is not in the file, a quote that is never closed
+(unless lenient).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from ..errors import ImportFileError, InvalidEmailError
+from ..errors import ImportFileError, InvalidEmailError, InvalidInputError
+from .tags import split_cell
 from .validate import clean_name, normalise_email
 
 PRESETS = ("auto", "mailchimp", "substack", "listmonk", "generic")
-FIELDS = ("email", "name", "first_name", "last_name", "status", "attributes")
+FIELDS = ("email", "name", "first_name", "last_name", "status", "attributes", "tags")
 SNIFF_BYTES = 64 * 1024
 MAX_FIELD = 1_000_000
 
@@ -52,6 +54,7 @@ class ColumnMap:
     last_name: int | None = None
     status: int | None = None
     attributes: int | None = None  # a JSON object column (listmonk)
+    tags: int | None = None  # comma-separated tag names (Mailchimp's TAGS)
     # Columns whose non-empty value means "unsubscribed"/"bounced" (Mailchimp's exports).
     status_columns: tuple[tuple[int, str], ...] = ()
     extra: tuple[tuple[int, str], ...] = field(default=())
@@ -65,6 +68,7 @@ class Candidate:
     name: str
     status: str | None  # None, or a do-not-mail status carried over from the old tool
     attributes: dict[str, Any]
+    tags: list[str] = field(default_factory=list)  # normalised, sorted, each once
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,12 +340,19 @@ _GENERIC = {
     "first_name": ("first name", "firstname", "first_name", "fname", "given name"),
     "last_name": ("last name", "lastname", "last_name", "lname", "surname", "family name"),
     "status": ("status",),
+    "tags": ("tags", "tag"),
 }
 _PRESETS: dict[str, dict[str, Any]] = {
     "mailchimp": {
-        "fields": {"email": "Email Address", "first_name": "First Name", "last_name": "Last Name"},
+        "fields": {
+            "email": "Email Address",
+            "first_name": "First Name",
+            "last_name": "Last Name",
+            "tags": "TAGS",
+        },
         "status_columns": {"UNSUB_TIME": "unsubscribed", "CLEAN_TIME": "bounced"},
         "ignore": ("LEID", "EUID", "LAST_CHANGED", "MEMBER_RATING", "GMTOFF", "DSTOFF"),
+        "keep_raw": ("tags",),  # TAGS also stays an attribute, as it was before tags
     },
     "substack": {
         "fields": {"email": "email", "name": "name"},
@@ -400,6 +411,8 @@ def resolve_mapping(
         pos = _find(header, column)
         if pos is not None:
             positions[fld] = pos
+    if "tags" not in positions and (pos := _find(header, "tags")) is not None:
+        positions["tags"] = pos  # a tags column is read by every preset (our own export too)
     if preset == "generic":
         lowered = [h.lower() for h in header]
         for fld, aliases in _GENERIC.items():
@@ -428,7 +441,9 @@ def resolve_mapping(
         for column, status in spec["status_columns"].items()
         if (pos := _find(header, column)) is not None
     )
-    used = set(positions.values()) | {p for p, _ in status_columns} | {p for p, _ in extra_named}
+    raw = {positions[f] for f in spec.get("keep_raw", ()) if f in positions}
+    used = set(positions.values()) - raw
+    used |= {p for p, _ in status_columns} | {p for p, _ in extra_named}
     ignore = {c.lower() for c in spec["ignore"]}
     extra = tuple(
         (i, h) for i, h in enumerate(header) if i not in used and h and h.lower() not in ignore
@@ -475,6 +490,12 @@ def parse_record(row: int, cells: list[str], m: ColumnMap) -> Candidate | Reject
             attributes = None  # type: ignore[assignment]
         if not isinstance(attributes, dict):
             return Rejection(row, raw_email, "the attributes column is not a JSON object")
+    tags: list[str] = []
+    if m.tags is not None and (raw_tags := _cell(cells, m.tags)):
+        try:
+            tags = split_cell(raw_tags)
+        except InvalidInputError as exc:
+            return Rejection(row, raw_email, str(exc))
     for pos, key in m.extra:
         value = _cell(cells, pos)
         if value:
@@ -483,4 +504,4 @@ def parse_record(row: int, cells: list[str], m: ColumnMap) -> Candidate | Reject
     for pos, flagged in m.status_columns:
         if status is None and _cell(cells, pos).lower() not in ("", "false", "0", "no"):
             status = flagged
-    return Candidate(row, address.email, address.key, clean_name(name), status, attributes)
+    return Candidate(row, address.email, address.key, clean_name(name), status, attributes, tags)
