@@ -10,7 +10,8 @@ called, with ``raise SomeError(...) from exc``.
     ├── StoreError           the database cannot be reached or is not migrated
     ├── NotFoundError        no subscriber / list / post / issue with that name or id
     ├── InvalidInputError    a value given on the command line or a form is not acceptable
-    │   └── InvalidEmailError    an address that email-validator refuses
+    │   ├── InvalidEmailError    an address that email-validator refuses
+    │   └── SegmentSyntaxError   a segment expression that cannot be read (the CLI exits 2)
     ├── RateLimitedError     too many sign-ups from one client or for one address (web: 429)
     ├── FormExpiredError     a web form without a valid form token, or from another site (403)
     ├── BounceSourceError    the bounce mailbox (Maildir, mbox, IMAP) cannot be read
@@ -60,6 +61,18 @@ class InvalidEmailError(InvalidInputError):
         super().__init__(f"{address!r} is not a valid email address: {reason}")
         self.address = address
         self.reason = reason
+
+
+class SegmentSyntaxError(InvalidInputError):
+    """A segment expression that cannot be read: ``position`` (1-based, in characters),
+    what was ``expected`` there and what was ``found``. The message says all three on one
+    line; it is a usage error, so the CLI exits 2."""
+
+    def __init__(self, position: int, expected: str, found: str) -> None:
+        super().__init__(f"segment: at {position}: expected {expected}, found {found}")
+        self.position = position
+        self.expected = expected
+        self.found = found
 
 
 class ImportFileError(NewsletterError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,12 +13,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..audiences.expression import duration
 from ..delivery.send import SendSummary, default_workers, send_issue, set_issue_status
 from ..delivery.send import abort as abort_send
 from ..delivery.testsend import test_send
 from ..errors import InvalidInputError
 from ..issues import archive as archive_
 from ..issues import lint as lint_
+from ..issues import plan as plan_
 from ..issues import preview as preview_
 from ..issues import report as report_
 from ..issues import schedule, service
@@ -31,6 +33,7 @@ from ..store.models import FINAL_DELIVERY_STATUSES
 from ..tracking.robots import NOT_CLICKS
 from .context import AppContext, app_context
 from .output import ISSUE_ID, JSON_OPT, console, err_console, print_json, print_json_array
+from .segments import expression_usage, print_warnings
 from .signals import StopSignals
 from .tables import print_rows
 
@@ -61,37 +64,95 @@ def create(
     list_name: str | None = typer.Option(
         None, "--list", "-l", help="Send to this list (default: every active subscriber)."
     ),
+    segment: str | None = typer.Option(
+        None, "--segment", help="Only the subscribers of this segment (`segment ls`)."
+    ),
+    where: str | None = typer.Option(
+        None, "--where", help="Only those matching this expression: 'tag:customer and not ...'."
+    ),
+    exclude_lists: list[str] = typer.Option(
+        [], "--exclude-list", help="Leave out the members of this list (repeatable)."
+    ),
+    exclude_segments: list[str] = typer.Option(
+        [], "--exclude-segment", help="Leave out the subscribers of this segment (repeatable)."
+    ),
+    resend_of: int | None = typer.Option(
+        None, "--resend-of", help="A resend of this issue's content (with --to)."
+    ),
+    to: str | None = typer.Option(
+        None, "--to", help="Resend to: non-clickers, non-openers or not-delivered."
+    ),
+    after: str | None = typer.Option(
+        None, "--after", help="Resend: schedule it this long after the first finished (3d, 12h)."
+    ),
     subject: str | None = typer.Option(None, "--subject", help="Default: the post's title."),
     preheader: str | None = typer.Option(None, "--preheader", help="Inbox preview text."),
     archive: bool | None = typer.Option(
         None,
         "--archive/--no-archive",
         help="In the public web archive, or not. Default: as its list says (`list edit "
-        "--public/--private`); an issue to every subscriber is public.",
+        "--public/--private`); an issue to every subscriber is public; a resend is not.",
     ),
 ) -> None:
-    """Create a draft issue from a post or as a digest."""
+    """Create a draft issue from a post, as a digest, or as a resend of another issue."""
     nl = app_context(ctx)
-    with nl.transaction() as session:
-        issue = service.create_issue(
-            session,
-            nl.settings,
-            post_id=post,
-            latest=latest,
-            digest=digest,
-            since=_parse_date(since),
-            list_name=list_name,
-            subject=subject,
-            preheader=preheader,
-            archive=archive,
-        )
+    audience = service.Audience(where, segment, tuple(exclude_lists), tuple(exclude_segments))
+    with expression_usage(), nl.transaction() as session:
+        if resend_of is not None or to is not None:
+            if post is not None or latest or digest or list_name or preheader is not None:
+                raise InvalidInputError(
+                    "a resend has its first issue's posts, list and preheader: "
+                    "give only --resend-of ID --to WHO [--subject] [--after]"
+                )
+            if resend_of is None or to is None:
+                raise InvalidInputError("a resend needs both --resend-of ID and --to WHO")
+            issue = service.create_resend(
+                session,
+                nl.settings,
+                resend_of=resend_of,
+                to=to,
+                subject=subject,
+                after=_duration(after),
+                archive=archive,
+                audience=audience,
+            )
+        else:
+            if after is not None:
+                raise InvalidInputError("--after is for resends (--resend-of ID --to WHO)")
+            issue = service.create_issue(
+                session,
+                nl.settings,
+                post_id=post,
+                latest=latest,
+                digest=digest,
+                since=_parse_date(since),
+                list_name=list_name,
+                subject=subject,
+                preheader=preheader,
+                archive=archive,
+                audience=audience,
+            )
         n_posts = len(issue.posts)
-        audience = service.audience_size(session, issue)
+        audience_now = service.audience_size(session, issue)
+        when = issue.scheduled_at
+    kind = "scheduled" if when else "draft"
     console.print(
-        f"Created draft issue {issue.id}: {issue.subject!r} ({issue.kind}, {n_posts} post"
-        f"{'s' if n_posts != 1 else ''}, {audience} active recipients now)."
+        f"Created {kind} issue {issue.id}: {issue.subject!r} ({issue.kind}, {n_posts} post"
+        f"{'s' if n_posts != 1 else ''}, {audience_now} active recipients now)."
     )
-    console.print(f"Next: newsletter issue preview {issue.id}")
+    if when:
+        console.print(f"It is sent at {when.strftime('%Y-%m-%d %H:%M')} UTC, to whoever "
+                      "matches then.")  # fmt: skip
+    console.print(f"Next: newsletter issue preview {issue.id}, issue plan {issue.id}")
+
+
+def _duration(value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    span = duration(value)
+    if span is None:
+        raise InvalidInputError(f"--after {value!r}: use a duration such as 3d, 12h or 2w")
+    return span
 
 
 @issue_app.command("edit")
@@ -163,6 +224,8 @@ def show(
     console.print(f"  kind      {report.kind}")
     console.print(f"  list      {report.list_name or '(every active subscriber)'}")
     console.print(f"  audience  {report.audience} active subscribers")
+    if report.audience_rule:
+        console.print(f"  rule      {_rule_line(report.audience_rule)}")
     console.print(f"  archive   {'public' if report.public else 'private'}: {report.web_url}")
     for p in report.posts:
         console.print(f"  post {p.id:<5} {p.title}")
@@ -182,6 +245,19 @@ def show(
                       f"(throttled {d.strikes}x in a row: {d.reply})")  # fmt: skip
     if report.started_at or report.clicks.total or report.clicks.machine:
         _print_engagement(report)
+
+
+def _rule_line(rule: dict) -> str:
+    """'segment loyal; excluding lists staff; resend of 3 to non-clickers'."""
+    parts = [f"segment {rule['segment']}"] if "segment" in rule else []
+    parts += [f"where {rule['where']}"] if "where" in rule else []
+    if rule.get("exclude_lists"):
+        parts.append(f"excluding lists {', '.join(rule['exclude_lists'])}")
+    if rule.get("exclude_segments"):
+        parts.append(f"excluding segments {', '.join(rule['exclude_segments'])}")
+    if "resend_of" in rule:
+        parts.append(f"resend of {rule['resend_of']} to {rule['to']}")
+    return "; ".join(parts)
 
 
 LINKS_SHOWN = 10
@@ -213,6 +289,47 @@ def _engagement(e: Engagement) -> str:
     line = f"{e.total} ({e.unique} unique) by people; {e.machine} by machines"
     line += f" ({machines})" if machines else ""
     return line + (f"; not counted: {ignored}" if ignored else "")
+
+
+@issue_app.command("plan")
+def plan(ctx: typer.Context, issue_id: int = ISSUE_ID, as_json: bool = JSON_OPT) -> None:
+    """Who would get the issue if it were sent now, who is left out and why, by list and by
+    receiving domain, and how long it takes at the configured rate."""
+    nl = app_context(ctx)
+    with nl.reading() as session:
+        found = plan_.plan_issue(session, nl.settings, issue_id)
+    if as_json:
+        print_json(found.as_json())
+        return
+    print_warnings(found.warnings)
+    if found.started:
+        err_console.print(f"Note: issue {issue_id} has started sending: its recipients are "
+                          "fixed in its ledger; this is who would match now.")  # fmt: skip
+    x = found.excluded
+    console.print(f"Issue {found.issue}: {found.recipients} recipients")
+    console.print(f"  left out   {x['suppressed']} suppressed (unsubscribed, bounced, "
+                  f"complained), {x['unconfirmed']} unconfirmed, {x['not_matching']} not in "
+                  f"its segment, {x['exclusions']} excluded")  # fmt: skip
+    if found.by_list:
+        console.print("  by list    " + ", ".join(f"{k} {n}" for k, n in found.by_list.items()))
+    if found.by_domain:
+        console.print("  by domain  " + ", ".join(f"{k} {n}" for k, n in found.by_domain.items()))
+    if found.estimated_seconds is None:
+        console.print("  duration   no rate limit ([sending] rate_per_second and rate_per_hour "
+                      "are 0): as fast as the relay accepts")  # fmt: skip
+    else:
+        console.print(f"  duration   about {_span(found.estimated_seconds)} at "
+                      f"{found.rate_per_second:g} messages/s")  # fmt: skip
+    for address in found.sample:
+        console.print(f"  {address}")
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @issue_app.command("report")

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, insert, update
 from sqlalchemy.orm import Session
 
+from ..audiences import rules
 from ..config import SendingSettings
 from ..errors import InvalidInputError
 from ..issues import status as issue_status
@@ -60,13 +61,15 @@ def start_issue(session: Session, issue: Issue, *, now: datetime | None = None) 
     """Open an issue for sending: one pending delivery per active subscriber of its audience.
 
     Idempotent: people already in the ledger are not added twice, so starting a running
-    issue again adds only subscribers who joined since. Returns how many deliveries it
-    added. Raises InvalidInputError for a sent or cancelled issue.
+    issue again adds only subscribers who joined (or came to match its rule) since. Returns
+    how many deliveries it added. Raises InvalidInputError for a sent or cancelled issue,
+    NotFoundError when a segment of its rule was removed (newsletter.audiences.rules).
     """
     if issue.status not in STARTABLE:
         raise InvalidInputError(f"issue {issue.id} is {issue.status}; it cannot be sent")
     now = now or utcnow()
-    added = deliveries.add_audience(session, issue.id, issue.list_id, now)
+    # The audience is fixed here: who matches the issue's list and rule now.
+    added = deliveries.add_audience(session, issue.id, now, rules.audience(session, issue, now=now))
     if issue.status != ACTIVE_ISSUE:
         issue_status.change(issue, ACTIVE_ISSUE)
         issue.started_at = issue.started_at or now

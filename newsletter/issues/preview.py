@@ -8,9 +8,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..audiences import rules
 from ..compose import PreparedIssue, Recipient
 from ..errors import InvalidInputError
-from ..store.models import Issue, Membership, Subscriber
+from ..store.models import Issue, Subscriber
 
 # Stands in when the audience is empty, so a preview always works.
 SAMPLE = Recipient(subscriber_id=0, email="reader@example.com", name="Ada", token="preview")
@@ -26,11 +27,7 @@ class Preview:
 
 def sample_recipient(session: Session, issue: Issue) -> Recipient:
     """The first active subscriber in the issue's audience, or a made-up reader."""
-    stmt = select(Subscriber).where(Subscriber.status == "active").order_by(Subscriber.id)
-    if issue.list_id is not None:
-        stmt = stmt.join(Membership, Membership.subscriber_id == Subscriber.id).where(
-            Membership.list_id == issue.list_id
-        )
+    stmt = select(Subscriber).where(rules.audience(session, issue)).order_by(Subscriber.id)
     sub = session.scalars(stmt.limit(1)).first()
     if sub is None:
         return SAMPLE

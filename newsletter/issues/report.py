@@ -8,7 +8,7 @@ that holds no database objects; ``IssueReport.as_json()`` is its JSON form.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -159,6 +159,7 @@ class IssueReport:
     opens: Engagement | None  # None unless [tracking] opens is on
     unsubscribes: int  # who unsubscribed through this issue's link or header
     unsubscribe_reasons: Mapping[str, int]  # their answers to "why?", by answer
+    audience_rule: Mapping[str, Any] = field(default_factory=dict)  # who beyond the list
 
     def as_json(self) -> dict[str, Any]:
         """The `issue show --json` form: the `issue ls --json` row (service.issue_row), then
@@ -175,6 +176,7 @@ class IssueReport:
             "created_at": self.created_at.isoformat(),
             "archive": self.archive,
             "slug": self.slug,
+            "audience_rule": dict(self.audience_rule),
             "audience": self.audience,
             "posts": [p.as_json() for p in self.posts],
             "deliveries": dict(self.deliveries),
@@ -243,6 +245,7 @@ def issue_report(
         clicks=_engagement(session, issue.id, "click"),
         opens=_engagement(session, issue.id, "open") if settings.tracking.opens else None,
         unsubscribes=unsubscribes,
+        audience_rule=issue.audience_rule or {},
         unsubscribe_reasons=reasons,
     )
 

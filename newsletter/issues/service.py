@@ -1,25 +1,31 @@
-"""Issue use cases: create from a post or as a digest, list, show, and the composer's view.
+"""Issue use cases: create from a post, as a digest or as a resend, list, show, and the
+composer's view.
 
-Each takes the caller's Session. Raises NotFoundError (post, list, issue) and
-InvalidInputError (nothing to send, a bad subject).
+Each takes the caller's Session. Raises NotFoundError (post, list, issue, segment),
+InvalidInputError (nothing to send, a bad subject, a resend that cannot be) and
+SegmentSyntaxError (a --where that cannot be read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session
 
+from ..audiences import rules
 from ..compose import IssueContent, PostView
 from ..config import Settings
 from ..content.library import get_post, iter_posts
 from ..content.text import clean_line, html_to_text
 from ..errors import ConfigError, InvalidInputError, NotFoundError
-from ..store.models import Issue, IssuePost, MailingList, Membership, Post, Subscriber
+from ..store import segments as audience_store
+from ..store.models import Issue, IssuePost, MailingList, Post, utcnow
 from ..subscribers.service import get_list
+from . import status as issue_status
 
 MAX_SUBJECT = 500
 
@@ -44,9 +50,12 @@ def create_issue(
     preheader: str | None = None,
     waiting_only: bool = False,
     archive: bool | None = None,
+    audience: Audience | None = None,
 ) -> Issue:
     """Create a draft issue from one post (``post_id`` or ``latest``) or a digest.
     ``archive``: in the public archive or not (None: as its list says, see issues.archive).
+    ``audience``: who beyond the list (a segment or --where, exclusions), kept as the
+    issue's audience_rule and applied when sending starts.
 
     A digest holds every post not yet in another issue to the same list (drafts count;
     cancelled and missed issues do not), published after ``since`` if given, newest first
@@ -55,6 +64,7 @@ def create_issue(
     if sum((post_id is not None, latest, digest)) != 1:
         raise InvalidInputError("choose exactly one of --post ID, --latest or --digest")
     mlist = get_list(session, list_name) if list_name else None
+    rule = (audience or Audience()).rule(session)
     if digest:
         posts = digest_posts(session, mlist, since=since, waiting_only=waiting_only)
         if not posts:
@@ -81,13 +91,97 @@ def create_issue(
         preheader=clean_line(preheader if preheader is not None else default_preheader)[:200],
         list_id=mlist.id if mlist else None,
         status="draft",
+        audience_rule=rule,
     )
+    return _add(session, issue, posts)
+
+
+def _add(session: Session, issue: Issue, posts: Sequence[Post]) -> Issue:
     session.add(issue)
     session.flush()
     for position, post in enumerate(posts):
         session.add(IssuePost(issue_id=issue.id, post_id=post.id, position=position))
     session.flush()
     session.expire(issue, ["posts"])
+    return issue
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who an issue goes to beyond its list (`issue create --segment | --where`,
+    ``--exclude-list``, ``--exclude-segment``); see newsletter.audiences.rules."""
+
+    where: str | None = None
+    segment: str | None = None
+    exclude_lists: tuple[str, ...] = ()
+    exclude_segments: tuple[str, ...] = ()
+
+    def rule(
+        self, session: Session, *, resend_of: int | None = None, to: str | None = None
+    ) -> dict[str, Any]:
+        return rules.make_rule(
+            session,
+            where=self.where,
+            segment=self.segment,
+            exclude_lists=self.exclude_lists,
+            exclude_segments=self.exclude_segments,
+            resend_of=resend_of,
+            to=to,
+        )
+
+
+def create_resend(
+    session: Session,
+    settings: Settings,
+    *,
+    resend_of: int,
+    to: str,
+    subject: str | None = None,
+    after: timedelta | None = None,
+    archive: bool | None = None,
+    audience: Audience | None = None,
+    now: datetime | None = None,
+) -> Issue:
+    """A new issue with the same posts, subject and preheader as issue ``resend_of`` (its
+    subject ``subject`` if given), for those who received it and did not click
+    (``to="non-clickers"``) or open it ("non-openers"), or whose delivery failed
+    ("not-delivered"); only active subscribers, as always, so no one who unsubscribed,
+    bounced or complained meanwhile. Who exactly is decided when it starts sending.
+
+    ``after``: scheduled that long after the first one finished (or now, if that is past);
+    otherwise a draft. It stays out of the public archive unless ``archive``. Raises
+    InvalidInputError for an issue never sent, an ``after`` for one still sending, and a
+    resend to non-clickers (non-openers) while events name no reader ([tracking]
+    per_subscriber, and opens, off)."""
+    original = get_issue(session, resend_of)
+    if original.started_at is None:
+        raise InvalidInputError(f"issue {resend_of} was never sent: no one to resend it to")
+    if to in ("non-clickers", "non-openers") and not settings.tracking.per_subscriber:
+        raise InvalidInputError(
+            f"--to {to} needs [tracking] per_subscriber = true: without it no click or open "
+            f"names a reader, and the resend would go to everyone who received issue {resend_of}"
+        )
+    if to == "non-openers" and not settings.tracking.opens:
+        raise InvalidInputError("--to non-openers needs [tracking] opens = true")
+    rule = (audience or Audience()).rule(session, resend_of=resend_of, to=to)
+    issue = Issue(
+        archive=False if archive is None else archive,
+        kind=original.kind,
+        subject=_subject(subject if subject is not None else original.subject),
+        preheader=original.preheader,
+        list_id=original.list_id,
+        status="draft",
+        audience_rule=rule,
+    )
+    issue = _add(session, issue, list(original.posts))
+    if after is not None:
+        if original.finished_at is None:
+            raise InvalidInputError(
+                f"issue {resend_of} is {original.status}: --after counts from when it finished"
+            )
+        issue.scheduled_at = max(original.finished_at + after, now or utcnow())
+        issue_status.change(issue, issue_status.SCHEDULED)
+        session.flush()
     return issue
 
 
@@ -182,13 +276,9 @@ def iter_issues(session: Session) -> Iterator[Issue]:
 
 
 def audience_size(session: Session, issue: Issue) -> int:
-    """Active subscribers the issue would go to now."""
-    stmt = select(func.count()).select_from(Subscriber).where(Subscriber.status == "active")
-    if issue.list_id is not None:
-        stmt = stmt.join(Membership, Membership.subscriber_id == Subscriber.id).where(
-            Membership.list_id == issue.list_id
-        )
-    return session.scalar(stmt) or 0
+    """Active subscribers the issue would go to now: its list and audience rule, the same
+    condition the ledger is filled with when sending starts."""
+    return audience_store.count(session, rules.audience(session, issue))
 
 
 def issue_row(issue: Issue) -> dict[str, Any]:
@@ -205,6 +295,7 @@ def issue_row(issue: Issue) -> dict[str, Any]:
         "created_at": issue.created_at.isoformat(),
         "archive": issue.archive,
         "slug": issue.slug,
+        "audience_rule": issue.audience_rule or {},
     }
 
 

@@ -12,34 +12,67 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    bindparam,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from .models import Delivery, Subscriber, UTCDateTime
+from .dialect import insert
+from .models import Delivery, IdType, Subscriber, UTCDateTime
 
 _OPEN = ("pending", "sending", "deferred")
 
 
-def add_audience(session: Session, issue_id: int, list_id: int | None, now: datetime) -> int:
-    """Add a pending delivery for each active subscriber (of ``list_id``, or everyone) not in
-    the issue's ledger yet, in subscriber order. Returns how many were added; a concurrent
-    start of the same issue adds each person once (the unique key decides)."""
-    audience = "" if list_id is None else (
-        "AND s.id IN (SELECT m.subscriber_id FROM memberships m WHERE m.list_id = :list_id) "
+def add_audience(
+    session: Session,
+    issue_id: int,
+    now: datetime,
+    audience: ColumnElement[bool] | None = None,
+) -> int:
+    """Add a pending delivery for each active subscriber matching ``audience`` (a condition on
+    subscribers, see newsletter.audiences.rules; None: everyone) not in the issue's ledger
+    yet, in subscriber order, with one INSERT ... SELECT. Returns how many were added; a
+    concurrent start of the same issue adds each person once (the unique key decides)."""
+    already = exists().where(Delivery.issue_id == issue_id, Delivery.subscriber_id == Subscriber.id)
+    chosen = (
+        select(
+            literal(issue_id, IdType),
+            Subscriber.id,
+            literal("pending"),
+            literal(0),
+            literal(now, UTCDateTime),
+            literal(""),
+            literal(""),
+            literal(""),
+            literal(""),
+            literal(now, UTCDateTime),
+        )
+        .where(Subscriber.status == "active", ~already)
+        .order_by(Subscriber.id)
+    )
+    if audience is not None:
+        chosen = chosen.where(audience)
+    columns = (
+        "issue_id", "subscriber_id", "status", "attempts", "next_attempt_at", "last_enhanced",
+        "last_text", "message_id", "claimed_by", "updated_at",
     )  # fmt: skip
-    return session.execute(
-        text(
-            "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at, "
-            "last_enhanced, last_text, message_id, claimed_by, updated_at) "
-            "SELECT :issue_id, s.id, 'pending', 0, :now, '', '', '', '', :now FROM subscribers s "
-            f"WHERE s.status = 'active' {audience}"
-            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = :issue_id "
-            "AND d.subscriber_id = s.id) ORDER BY s.id "
-            # Another process starting the same issue at the same moment: theirs counts.
-            "ON CONFLICT (issue_id, subscriber_id) DO NOTHING"
-        ).bindparams(bindparam("now", type_=UTCDateTime)),
-        {"issue_id": issue_id, "now": now, "list_id": list_id},
-    ).rowcount
+    stmt = (
+        insert(session, Delivery.__table__)  # the table: a Core INSERT, not the ORM's bulk one
+        .from_select(columns, chosen)
+        # Another process starting the same issue at the same moment: theirs counts.
+        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+        .execution_options(preserve_rowcount=True)  # an INSERT's rowcount is kept only if asked
+    )
+    return session.execute(stmt).rowcount
 
 
 class ClaimedRow(NamedTuple):
