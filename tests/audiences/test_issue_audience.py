@@ -204,3 +204,30 @@ def test_resend_after_is_scheduled_from_when_the_first_finished(cli, tmp_path, e
     assert bad.exit_code == 1 and "--to must be one of" in bad.stderr
     mixed = cli("issue", "create", "--latest", "--after", "3d")
     assert mixed.exit_code == 1 and "--after is for resends" in mixed.stderr
+
+
+def test_a_mailchimp_export_with_tags_and_where(cli, smtp_server, tmp_path) -> None:
+    """The acceptance as a marketer does it: Mailchimp's export with TAGS "customer, vip" and
+    churned, through `subscriber import`, then `--where` and `--exclude-list`."""
+    server = smtp_server()
+    smtp_config(cli, server)
+    cli.ok("list", "create", "blog")
+    cli.ok("list", "create", "staff")
+    cli.ok("subscriber", "import", str(FIXTURES / "import" / "mailchimp_tags.csv"),
+           "--list", "blog")  # fmt: skip
+    customers = {
+        p["email"]
+        for p in json.loads(cli.ok("subscriber", "list", "--tag", "customer", "--json").stdout)
+    }
+    assert customers == {"cus@example.com", "both@example.com"}
+    cli.ok("subscriber", "add", "cus@example.com", "--list", "staff")
+    cli.ok("post", "add", str(POST))
+    where = "tag:customer and not tag:churned"
+    cli.ok("issue", "create", "--latest", "--list", "blog", "--where", where)
+    cli.ok("issue", "send", "1")
+    assert server.handler.recipients() == ["cus@example.com"]
+    cli.ok("issue", "create", "--latest", "--list", "blog", "--where", "tag:vip",
+           "--exclude-list", "staff")  # fmt: skip
+    server.handler.messages.clear()
+    cli.ok("issue", "send", "2")
+    assert server.handler.recipients() == ["shout@example.com"]
