@@ -125,8 +125,27 @@ def ledger_fill(url: str, issue_id: int) -> tuple[float, int]:
         engine.dispose()
 
 
+def baselines(url: str) -> str:
+    """Figures of this machine in this minute, to read the others against: the time of
+    `python -c "import typer"` (part of every CLI start) and of one plain COUNT(*) of the
+    subscribers through the driver."""
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import typer"], check=True)
+    typer_s = time.perf_counter() - began
+    engine = connect(url)
+    try:
+        with engine.connect() as conn:
+            began = time.perf_counter()
+            conn.exec_driver_sql("SELECT count(*) FROM subscribers").scalar()
+            count_s = time.perf_counter() - began
+    finally:
+        engine.dispose()
+    return f"baselines: import typer {typer_s:.2f} s, plain COUNT(*) of subscribers {count_s:.2f} s"
+
+
 def run(label: str, url: str, rows: int, workdir: Path) -> None:
     filled = fill(url, rows)
+    print(f"{label:10} {baselines(url)}")
     config = workdir / f"{label}.toml"
     config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
     show, matches = segment_show(config)
