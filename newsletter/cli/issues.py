@@ -33,6 +33,7 @@ from ..store.models import FINAL_DELIVERY_STATUSES
 from ..tracking.robots import NOT_CLICKS
 from .context import AppContext, app_context
 from .output import ISSUE_ID, JSON_OPT, console, err_console, print_json, print_json_array
+from .params import since_date
 from .segments import expression_usage, print_warnings
 from .signals import StopSignals
 from .tables import print_rows
@@ -42,16 +43,6 @@ issue_app = typer.Typer(help="Issues: editions of the newsletter.", no_args_is_h
 
 def register(app: typer.Typer) -> None:
     app.add_typer(issue_app, name="issue")
-
-
-def _parse_date(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInputError(f"--since {value!r} is not an ISO 8601 date") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @issue_app.command("create")
@@ -125,7 +116,7 @@ def create(
                 post_id=post,
                 latest=latest,
                 digest=digest,
-                since=_parse_date(since),
+                since=since_date(since),
                 list_name=list_name,
                 subject=subject,
                 preheader=preheader,

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from ..errors import InvalidInputError
 
 try:  # Typer's private contract; see the module doc
     from typer._click.core import Context
@@ -123,3 +126,15 @@ def plain_params(command: Any) -> None:
             )
     for sub in getattr(command, "commands", {}).values():
         plain_params(sub)
+
+
+def since_date(value: str | None) -> datetime | None:
+    """A ``--since`` value: an ISO 8601 date or time (naive means UTC), or None.
+    Raises InvalidInputError naming the option."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInputError(f"--since {value!r} is not an ISO 8601 date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

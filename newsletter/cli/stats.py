@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 
-from ..errors import InvalidInputError
 from ..reports import page
 from ..reports.stats import ListStats, list_stats
 from .context import app_context
 from .output import JSON_OPT, console, err_console, print_json
+from .params import since_date
 from .tables import print_rows
 
 
@@ -31,7 +30,7 @@ def stats(
 ) -> None:
     """List growth per week and click rates per issue."""
     with app_context(ctx).reading() as session:
-        result = list_stats(session, since=_parse_date(since))
+        result = list_stats(session, since=since_date(since))
     if out is not None:
         size = page.save(out, page.stats_html(result))
         (err_console if as_json else console).print(f"Wrote {out} ({size // 1024 or 1} KB).")
@@ -39,16 +38,6 @@ def stats(
         print_json(result.as_json())
     elif out is None:
         _print(result)
-
-
-def _parse_date(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInputError(f"--since {value!r} is not an ISO 8601 date") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _print(result: ListStats) -> None:
