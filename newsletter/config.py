@@ -197,6 +197,47 @@ class DigestSettings(_Section, frozen=True):
             raise ValueError(f"cron: {exc}") from None
 
 
+# A reader's cadence for a list (newsletter.audiences.cadence): each post of a send-mode feed
+# as it comes, or a weekly or monthly digest of them.
+CADENCES = ("post", "weekly", "monthly")
+
+
+class CadenceSettings(_Section, frozen=True):
+    """[cadence]: when the weekly and monthly digests of readers who chose one are made
+    (cron expressions in ``timezone``)."""
+
+    weekly: str = "0 9 * * mon"
+    monthly: str = "0 9 1 * *"
+    timezone: str = "UTC"
+
+    def _check(self) -> None:
+        try:
+            _check_timezone(self.timezone)
+        except ValueError as exc:
+            raise ValueError(f"timezone: {exc}") from None
+        for name in ("weekly", "monthly"):
+            try:
+                cron_trigger(getattr(self, name), self.timezone)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+
+
+class ListSettings(_Section, frozen=True):
+    """[lists.NAME]: one list's defaults. ``cadence``: for readers who did not choose one
+    ("post", "weekly" or "monthly"). ``timezone``: the hour of readers with no zone of their
+    own (`issue schedule --local`); "" is [scheduler] timezone."""
+
+    cadence: Literal["post", "weekly", "monthly"] = "post"
+    timezone: str = ""
+
+    def _check(self) -> None:
+        if self.timezone:
+            try:
+                _check_timezone(self.timezone)
+            except ValueError as exc:
+                raise ValueError(f"timezone: {exc}") from None
+
+
 class WebSettings(_Section, frozen=True):
     _multiline: ClassVar[frozenset[str]] = frozenset({"consent_text"})
 
@@ -324,10 +365,21 @@ class Settings(_Section, frozen=True):
     bounces: BounceSettings = field(default_factory=BounceSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    cadence: CadenceSettings = field(default_factory=CadenceSettings)
+    lists: dict[str, ListSettings] = field(default_factory=dict)
     # Directory of the config file: relative paths in it are relative to this.
     base_dir: str = "."
 
+    def list_settings(self, name: str | None) -> ListSettings:
+        """A list's [lists.NAME] table, or the defaults when it has none."""
+        return self.lists.get(name or "", _DEFAULT_LIST)
 
+    def list_timezone(self, name: str | None) -> str:
+        """The zone of a list's readers who have none: its own, else [scheduler] timezone."""
+        return self.list_settings(name).timezone or self.scheduler.timezone
+
+
+_DEFAULT_LIST = ListSettings()
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _FIELD = re.compile(r"^`?(?P<name>[A-Za-z_][A-Za-z0-9_]*)`?: (?P<rest>.*)$", re.DOTALL)
 _WRONG_TYPE = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")

@@ -15,6 +15,9 @@ time, misfire grace = ``scheduler.misfire_grace_seconds``):
   others go on.
 - ``digest`` (the ``[digest] cron`` in its time zone): one digest per digest list, of the
   posts that list has not had; none when there are none.
+- ``cadence:weekly``, ``cadence:monthly`` (the ``[cadence]`` crons, when a feed is in "send"
+  mode): the digests of the posts held for readers who chose a weekly or monthly digest
+  (newsletter.issues.digests).
 - ``bounces`` (every ``bounces.interval_minutes``): process the bounce mailbox.
 
 Restart safety: the issue rows are the truth for issues, so a schedule made while the daemon
@@ -53,6 +56,7 @@ from .delivery.dispatcher import Worker
 from .errors import InvalidInputError, NewsletterError, StoreError
 from .issues import schedule
 from .issues.announce import announce_pending
+from .issues.digests import make_cadence_digests
 from .issues.service import create_issue
 from .store import writer_sessions
 from .store.errors import translating
@@ -158,6 +162,14 @@ class Daemon:
                 IntervalTrigger(minutes=s.bounces.interval_minutes, timezone="UTC"),
                 (),
             )
+        if any(f.mode == "send" and f.list for f in s.feeds):
+            # readers who chose a weekly or monthly digest of a send-mode feed's posts
+            for cadence in ("weekly", "monthly"):
+                jobs[f"cadence:{cadence}"] = (
+                    f"{__name__}:job_cadence",
+                    cron_trigger(getattr(s.cadence, cadence), s.cadence.timezone),
+                    (cadence,),
+                )
         if self.digest_lists():
             jobs["digest"] = (
                 f"{__name__}:job_digest",
@@ -288,6 +300,16 @@ class Daemon:
                          len(issue.posts))  # fmt: skip
         self.dispatch()
 
+    def cadence_digests(self, cadence: str) -> None:
+        """The weekly (monthly) digests of what was held for readers of that cadence."""
+        if self.stop.is_set():
+            return
+        with self.sessions() as session, session.begin():
+            for issue in make_cadence_digests(session, self.settings, cadence):
+                log.info("cadence.digest id=%s cadence=%s list=%s posts=%s", issue.id, cadence,
+                         issue.list_id, len(issue.posts))  # fmt: skip
+        self.dispatch()
+
     def bounces(self) -> None:
         """Process the bounce mailbox once (logs its problems, never raises)."""
         if not self.stop.is_set():
@@ -361,6 +383,11 @@ def job_poll_feed(url: str, *, daemon: Daemon | None = None) -> None:
 def job_digest(*, daemon: Daemon | None = None) -> None:
     if daemon is not None:
         _run_job("digest", daemon.digest)
+
+
+def job_cadence(cadence: str, *, daemon: Daemon | None = None) -> None:
+    if daemon is not None:
+        _run_job(f"cadence:{cadence}", lambda: daemon.cadence_digests(cadence))
 
 
 def job_bounces(*, daemon: Daemon | None = None) -> None:

@@ -84,6 +84,9 @@ def _keys(model: type, prefix: str = "") -> set[str]:
             continue
         annotation = f.type
         inner = getattr(annotation, "__args__", (None,))[0]
+        if getattr(annotation, "__origin__", None) is dict:  # dict[str, ListSettings]
+            keys |= _keys(annotation.__args__[1], f"{prefix}{f.name}.NAME.")
+            continue
         if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
             keys |= _keys(annotation, f"{prefix}{f.name}.")
         elif isinstance(inner, type) and issubclass(inner, msgspec.Struct):  # tuple[Feed, ...]

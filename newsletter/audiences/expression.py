@@ -182,8 +182,8 @@ FIELDS = (
 )  # fmt: skip
 _CONDITION = "a condition{} (tag:, list:, attr.KEY, status:, clicked:, ... or '(')"
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
-_SPAN = re.compile(r"(\d{1,6})([hdw])")
-_SPAN_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+_SPAN = re.compile(r"(\d{1,6})([smhdw])")
+_SPAN_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def duration(text: str) -> timedelta | None:

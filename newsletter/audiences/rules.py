@@ -26,6 +26,7 @@ from ..errors import InvalidInputError, NotFoundError
 from ..store import segments as store
 from ..store.models import Issue, MailingList, Subscriber
 from ..store.types import utcnow
+from . import cadence
 from . import compile as compile_
 from .expression import ClickedWithin, Engaged, parse, walk
 
@@ -91,9 +92,14 @@ class Parts:
     base: ColumnElement[bool]
     include: ColumnElement[bool]
     exclude: ColumnElement[bool] | None
+    # What the readers' cadences add (newsletter.audiences.cadence); None: nothing.
+    cadence: ColumnElement[bool] | None = None
 
-    def audience(self) -> ColumnElement[bool]:
+    def audience(self, *, cadence: bool = True) -> ColumnElement[bool]:
+        """The whole condition; ``cadence=False``: before the readers' cadences."""
         parts = [Subscriber.status == ACTIVE, self.base, self.include]
+        if cadence and self.cadence is not None:
+            parts.append(self.cadence)
         return and_(*parts, *([not_(self.exclude)] if self.exclude is not None else []))
 
 
@@ -118,6 +124,7 @@ def parts(session: Session, issue: Issue, *, now: datetime | None = None) -> Par
         base=base,
         include=and_(*include) if include else true(),
         exclude=or_(*excluded) if excluded else None,
+        cadence=cadence.condition(issue),
     )
 
 

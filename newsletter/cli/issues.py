@@ -220,8 +220,15 @@ def show(
     console.print(f"  archive   {'public' if report.public else 'private'}: {report.web_url}")
     for p in report.posts:
         console.print(f"  post {p.id:<5} {p.title}")
+    if report.local_time:
+        console.print(f"  hour      {report.local_time} in each reader's time zone")
     if any(report.deliveries.values()):
         console.print("  " + ", ".join(f"{n} {s}" for s, n in report.deliveries.items() if n))
+        if report.local_time:
+            sent, waiting = report.deliveries.get("sent", 0), report.waiting_for_hour
+            nxt = report.next_local_at.isoformat(timespec="minutes") if report.next_local_at else ""
+            console.print(f"  local     {sent} sent, {waiting} waiting for their hour"
+                          + (f" (next at {nxt} UTC)" if waiting else ""))  # fmt: skip
         if report.rate_per_second:
             console.print(f"  rate      {report.rate_per_second:.0f} messages/s")
     if any(report.bounces.values()):
@@ -248,6 +255,8 @@ def _rule_line(rule: dict) -> str:
         parts.append(f"excluding segments {', '.join(rule['exclude_segments'])}")
     if "resend_of" in rule:
         parts.append(f"resend of {rule['resend_of']} to {rule['to']}")
+    if "default_cadence" in rule:
+        parts.append(f"readers of every post (the list's default: {rule['default_cadence']})")
     return "; ".join(parts)
 
 
@@ -301,6 +310,9 @@ def plan(ctx: typer.Context, issue_id: int = ISSUE_ID, as_json: bool = JSON_OPT)
     console.print(f"  left out   {x['suppressed']} suppressed (unsubscribed, bounced, "
                   f"complained), {x['unconfirmed']} unconfirmed, {x['not_matching']} not in "
                   f"its segment, {x['exclusions']} excluded")  # fmt: skip
+    if x["preferences"]:
+        console.print(f"  digests    {x['preferences']} readers get it in their weekly or "
+                      "monthly digest (their cadence)")  # fmt: skip
     if found.by_list:
         console.print("  by list    " + ", ".join(f"{k} {n}" for k, n in found.by_list.items()))
     if found.by_domain:
@@ -513,22 +525,45 @@ def lint(
 def schedule_(
     ctx: typer.Context,
     issue_id: int = ISSUE_ID,
-    at: str = typer.Option(..., "--at", help="Local time, 'YYYY-MM-DD HH:MM'."),
+    at: str | None = typer.Option(None, "--at", help="Local time, 'YYYY-MM-DD HH:MM'."),
     tz: str | None = typer.Option(
         None,
         "--tz",
         help="Time zone of --at, e.g. Europe/Stockholm (default: \\[scheduler] timezone).",
     ),
+    local: str | None = typer.Option(
+        None, "--local", help="'HH:MM' in each reader's own time zone (instead of --at)."
+    ),
+    within: str = typer.Option(
+        "24h", "--within", help="With --local: every reader gets it within this (e.g. 24h)."
+    ),
 ) -> None:
-    """Send the issue at a time (stored in UTC; `newsletter run` sends it)."""
+    """Send the issue at a time (stored in UTC; `newsletter run` sends it), or with --local
+    at that hour of each reader's own day."""
     nl = app_context(ctx)
+    if (at is None) == (local is None):
+        raise InvalidInputError("give --at 'YYYY-MM-DD HH:MM' or --local HH:MM")
+    if local is not None:
+        span = duration(within)
+        if span is None:
+            raise InvalidInputError(f"--within {within!r}: use a duration such as 24h or 12h")
+        with nl.transaction() as session:
+            issue = service.get_issue(session, issue_id)
+            zone = nl.settings.list_timezone(
+                issue.mailing_list.name if issue.mailing_list else None
+            )
+            issue = schedule.schedule_local(session, issue, local, within=span, default_zone=zone)
+            hour = issue.local_time
+        console.print(f"Issue {issue_id} goes to each reader at {hour} their time, within "
+                      f"{within} from now (readers with no time zone: {zone}).")  # fmt: skip
+        return
     zone = tz or nl.settings.scheduler.timezone
-    when = schedule.parse_local_time(at, zone)
+    when = schedule.parse_local_time(at or "", zone)
     with nl.transaction() as session:
         issue = schedule.schedule_issue(session, service.get_issue(session, issue_id), when)
-    local = when.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+    local_at = when.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
     utc = when.strftime("%Y-%m-%d %H:%M")
-    console.print(f"Issue {issue.id} scheduled for {local} {zone} ({utc} UTC).")
+    console.print(f"Issue {issue.id} scheduled for {local_at} {zone} ({utc} UTC).")
 
 
 @issue_app.command("unschedule")

@@ -100,11 +100,50 @@ def show(
     for key in ("id", "email", "name", "status", "source", "created_at", "confirmed_at"):
         console.print(f"{key:<13} {data[key] if data[key] is not None else ''}")
     console.print(f"{'lists':<13} {', '.join(data['lists'])}")
+    chosen = {k: v for k, v in data["cadences"].items() if v}
+    if chosen:
+        console.print(f"{'cadence':<13} " + ", ".join(f"{k}: {v}" for k, v in chosen.items()))
+    if data["timezone"]:
+        console.print(f"{'timezone':<13} {data['timezone']}")
     console.print(f"{'tags':<13} {', '.join(data['tags'])}")
     if data["attributes"]:
         console.print(f"{'attributes':<13} {data['attributes']}")
     for e in data["events"]:
         console.print(f"  {e['at']}  {e['kind']:<12} {e['source']} {e['ip']} {e['detail'] or ''}")
+
+
+@sub_app.command("set")
+def set_(
+    ctx: typer.Context,
+    who: str = typer.Argument(..., help="Email address or id."),
+    timezone: str | None = typer.Option(
+        None, "--timezone", help='Their time zone, e.g. Asia/Tokyo ("" to clear).'
+    ),
+    cadence: str | None = typer.Option(
+        None, "--cadence", help="post (every post), weekly or monthly; default: the list's."
+    ),
+    list_name: str | None = typer.Option(None, "--list", "-l", help="The list of --cadence."),
+) -> None:
+    """Set a subscriber's time zone, or their cadence on one of their lists."""
+    from ..subscribers import preferences, service
+
+    if timezone is None and cadence is None:
+        raise typer.BadParameter("give --timezone, or --cadence with --list")
+    if cadence is not None and not list_name:
+        raise typer.BadParameter("--cadence needs --list: a cadence is per list")
+    with app_context(ctx).transaction() as session:
+        sub = service.find_subscriber(session, who)
+        said = []
+        if timezone is not None:
+            zone = preferences.set_timezone(sub, timezone)
+            said.append(f"time zone {zone or '(the list’s)'}")
+        if cadence is not None and list_name:
+            chosen = preferences.set_cadence(
+                session, sub, service.get_list(session, list_name), cadence
+            )
+            said.append(f"cadence on {list_name}: {chosen or 'the list’s default'}")
+        email = sub.email
+    console.print(f"{email}: {'; '.join(said)}.")
 
 
 @sub_app.command("tag")

@@ -19,16 +19,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import ColumnElement, Connection, case, insert, literal, update
 from sqlalchemy.orm import Session
 
-from ..audiences import rules
+from ..audiences import cadence, rules
 from ..config import SendingSettings
 from ..errors import InvalidInputError
+from ..issues import schedule
 from ..issues import status as issue_status
 from ..store import deliveries
 from ..store import issues as issues_store
-from ..store.models import Issue, Subscriber, SubscriberEvent, utcnow
+from ..store.models import Issue, Subscriber, SubscriberEvent, UTCDateTime, utcnow
 from ..subscribers import status as subscriber_status
 from . import status as delivery_status
 from .transports import Result
@@ -68,14 +69,38 @@ def start_issue(session: Session, issue: Issue, *, now: datetime | None = None) 
     if issue.status not in STARTABLE:
         raise InvalidInputError(f"issue {issue.id} is {issue.status}; it cannot be sent")
     now = now or utcnow()
-    # The audience is fixed here: who matches the issue's list and rule now.
-    added = deliveries.add_audience(session, issue.id, now, rules.audience(session, issue, now=now))
+    # The audience is fixed here: who matches the issue's list and rule now, and (a
+    # send-mode post) who reads every post; the others get the post in their digest.
+    parts = rules.parts(session, issue, now=now)
+    audience = parts.audience()
+    added = deliveries.add_audience(
+        session, issue.id, now, audience, not_before=_local_hours(session, issue, audience)
+    )
+    cadence.hold_for_digests(session, issue, parts.audience(cadence=False), now)
     if issue.status != ACTIVE_ISSUE:
         issue_status.change(issue, ACTIVE_ISSUE)
         issue.started_at = issue.started_at or now
         issue.finished_at = None
     session.flush()
     return added
+
+
+def _local_hours(
+    session: Session, issue: Issue, audience: ColumnElement[bool]
+) -> ColumnElement[datetime] | None:
+    """Each delivery's first time for an issue scheduled at readers' local hour (`issue
+    schedule --local`): one time per time zone of its audience. None: now, for everyone."""
+    if not issue.local_time:
+        return None
+    times, fallback = schedule.local_times(issue, deliveries.by_time_zone(session, audience))
+    fallback_at = literal(fallback, UTCDateTime)
+    if not times:
+        return fallback_at
+    return case(
+        {name: literal(at, UTCDateTime) for name, at in times.items()},
+        value=Subscriber.timezone,
+        else_=fallback_at,
+    )
 
 
 def claim(

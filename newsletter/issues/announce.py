@@ -43,6 +43,12 @@ def announce_pending(session: Session, settings: Settings) -> list[Announced]:
         if feed.mode == "send":
             issue_status.change(issue, issue_status.SCHEDULED)
             issue.scheduled_at = utcnow()
+            if issue.list_id is not None:
+                # each reader's cadence: "every post" readers get it now, the others in
+                # their digest (newsletter.audiences.cadence)
+                issue.cadence = "post"
+                default = settings.list_settings(feed.list).cadence
+                issue.audience_rule = {**(issue.audience_rule or {}), "default_cadence": default}
         post.announce = "done"
         done.append(Announced(issue.id, post.id, feed.mode, feed.list))
     session.flush()

@@ -34,7 +34,7 @@ OTHER_DOMAINS = "(other)"
 class Plan:
     issue: int
     recipients: int
-    excluded: dict[str, int | None]
+    excluded: dict[str, int]
     by_list: dict[str, int]
     by_domain: dict[str, int]
     rate_per_second: float | None  # None: no rate limit
@@ -73,7 +73,8 @@ def plan_issue(
     ``excluded`` counts the list's suppressed (unsubscribed, bounced, complained) and
     unconfirmed members, the active ones its segment or --where leaves out
     (``not_matching``), those its --exclude-list/--exclude-segment take away (``exclusions``),
-    and ``preferences`` (None: per-reader preferences are not built yet)."""
+    and ``preferences``: those whose own cadence keeps them out (a send-mode post goes to
+    "every post" readers; the others get it in their digest)."""
     issue = get_issue(session, issue_id)
     parts = rules.parts(session, issue, now=now or utcnow())
     audience = parts.audience()
@@ -82,7 +83,9 @@ def plan_issue(
     matching = store.count(
         session, and_(Subscriber.status == rules.ACTIVE, parts.base, parts.include)
     )
-    recipients = store.count(session, audience) if parts.exclude is not None else matching
+    chosen = parts.audience(cadence=False)
+    before_cadence = store.count(session, chosen) if parts.exclude is not None else matching
+    recipients = store.count(session, audience) if parts.cadence is not None else before_cadence
     rate = send_rate(settings)
     return Plan(
         issue=issue.id,
@@ -91,8 +94,8 @@ def plan_issue(
             "suppressed": sum(statuses.get(s, 0) for s in SUPPRESSED_STATUSES),
             "unconfirmed": statuses.get("unconfirmed", 0),
             "not_matching": active - matching,
-            "exclusions": matching - recipients,
-            "preferences": None,
+            "exclusions": matching - before_cadence,
+            "preferences": before_cadence - recipients,
         },
         by_list=store.count_by_list(session, audience),
         by_domain=_by_domain(store.count_by_domain(session, audience)),

@@ -160,6 +160,10 @@ class IssueReport:
     unsubscribes: int  # who unsubscribed through this issue's link or header
     unsubscribe_reasons: Mapping[str, int]  # their answers to "why?", by answer
     audience_rule: Mapping[str, Any] = field(default_factory=dict)  # who beyond the list
+    cadence: str | None = None  # readers' cadences: "post", "weekly", "monthly" (audiences)
+    local_time: str | None = None  # `issue schedule --local`: the readers' hour, HH:MM
+    waiting_for_hour: int = 0  # pending deliveries whose reader's hour has not come
+    next_local_at: datetime | None = None  # the next of those hours
 
     def as_json(self) -> dict[str, Any]:
         """The `issue show --json` form: the `issue ls --json` row (service.issue_row), then
@@ -193,6 +197,10 @@ class IssueReport:
             **({"opens": self.opens.as_json()} if self.opens is not None else {}),
             "unsubscribes": self.unsubscribes,
             "unsubscribe_reasons": dict(self.unsubscribe_reasons),
+            "cadence": self.cadence,
+            "local_time": self.local_time,
+            "waiting_for_hour": self.waiting_for_hour,
+            "next_local_at": _iso(self.next_local_at),
         }
 
 
@@ -208,6 +216,9 @@ def issue_report(
     counts = deliveries.counts(session, issue.id)
     now = now or utcnow()
     unsubscribes, reasons = tracking.unsubscribe_counts(session, issue.id)
+    waiting, next_local = (
+        deliveries.waiting_for_hour(session, issue.id, now) if issue.local_time else (0, None)
+    )
     return IssueReport(
         id=issue.id,
         subject=issue.subject,
@@ -247,6 +258,10 @@ def issue_report(
         unsubscribes=unsubscribes,
         audience_rule=issue.audience_rule or {},
         unsubscribe_reasons=reasons,
+        cadence=issue.cadence,
+        local_time=issue.local_time,
+        waiting_for_hour=waiting,
+        next_local_at=next_local,
     )
 
 
@@ -291,6 +306,8 @@ def _reason(d: Delivery, issue: Issue) -> str:
         return f"skipped: {d.last_text}"
     if issue.status in ("paused", "cancelled"):
         return f"not sent: the issue is {issue.status}"
+    if d.status == "pending" and issue.local_time and d.next_attempt_at > utcnow():
+        return f"waiting for the reader's hour: {d.next_attempt_at.isoformat(timespec='seconds')}"
     return "in flight" if d.status == "sending" else "not sent yet"
 
 

@@ -9,7 +9,9 @@ reported, never sent by surprise days later.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -63,9 +65,93 @@ def schedule_issue(
             f"{when.isoformat(timespec='minutes')} is in the past; pick a later time"
         )
     issue.scheduled_at = when
+    issue.local_time = issue.local_within = issue.local_zone = None
     issue_status.change(issue, issue_status.SCHEDULED)
     session.flush()
     return issue
+
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+MIN_WITHIN = timedelta(minutes=1)
+MAX_WITHIN = timedelta(days=7)
+
+
+def parse_hour(value: str) -> str:
+    """'9:00' / '09:00' -> '09:00'. InvalidInputError with one line for anything else."""
+    match = _HHMM.match(value.strip())
+    if not match:
+        raise InvalidInputError(f"cannot read {value!r} as a local time: use HH:MM, like 09:00")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInputError(f"unknown time zone {name!r} (use Area/City)") from None
+
+
+def schedule_local(
+    session: Session,
+    issue: Issue,
+    hour: str,
+    *,
+    within: timedelta,
+    default_zone: str,
+    now: datetime | None = None,
+) -> Issue:
+    """Schedule ``issue`` to reach each reader at ``hour`` (HH:MM) in their own time zone
+    (readers with none: ``default_zone``), all within ``within`` from now. The issue opens
+    now; when it does, each delivery gets its own time (``local_times``)."""
+    now = now or utcnow()
+    if issue.status not in SCHEDULABLE:
+        raise InvalidInputError(
+            f"issue {issue.id} is {issue.status}; only drafts and missed issues can be scheduled"
+        )
+    if not MIN_WITHIN <= within <= MAX_WITHIN:
+        raise InvalidInputError("--within must be between 1 minute and 7 days")
+    zone(default_zone)
+    issue.local_time, issue.local_zone = parse_hour(hour), default_zone
+    issue.local_within = int(within.total_seconds())
+    issue.scheduled_at = now
+    issue_status.change(issue, issue_status.SCHEDULED)
+    session.flush()
+    return issue
+
+
+def local_time(hour: str, zone_name: str, start: datetime, end: datetime) -> datetime:
+    """When ``hour`` (HH:MM) next comes in ``zone_name`` from ``start`` (UTC). If that is
+    after ``end``, the nearer end of the window: ``end``, or ``start`` when the hour went by
+    just before it. A wall time the clocks skip (spring forward) is the moment after the gap."""
+    tz = zone(zone_name)
+    h, m = (int(x) for x in hour.split(":"))
+    local_start = start.astimezone(tz)
+    for days in (0, 1, 2):
+        day = (local_start + timedelta(days=days)).date()
+        at = datetime.combine(day, time(h, m), tzinfo=tz).astimezone(UTC)
+        if at >= start:
+            break
+    if at <= end:
+        return at
+    previous = datetime.combine(day - timedelta(days=1), time(h, m), tzinfo=tz).astimezone(UTC)
+    return end if at - end <= start - previous else start
+
+
+def local_times(issue: Issue, zones: Iterable[str | None]) -> tuple[dict[str, datetime], datetime]:
+    """Each zone's delivery time for a `--local` issue, and the time of readers with no zone
+    (or one that is no longer known)."""
+    start = issue.scheduled_at or utcnow()
+    end = start + timedelta(seconds=issue.local_within or 86_400)
+    hour, fallback = issue.local_time or "09:00", issue.local_zone or "UTC"
+    times: dict[str, datetime] = {}
+    for name in zones:
+        if not name:
+            continue
+        try:
+            times[name] = local_time(hour, name, start, end)
+        except InvalidInputError:
+            continue  # an unknown zone: the list's
+    return times, local_time(hour, fallback, start, end)
 
 
 def unschedule_issue(session: Session, issue: Issue) -> Issue:
@@ -74,6 +160,7 @@ def unschedule_issue(session: Session, issue: Issue) -> Issue:
         raise InvalidInputError(f"issue {issue.id} is {issue.status}, not scheduled")
     issue_status.change(issue, issue_status.DRAFT)
     issue.scheduled_at = None
+    issue.local_time = issue.local_within = issue.local_zone = None
     session.flush()
     return issue
 

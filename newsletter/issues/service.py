@@ -96,6 +96,24 @@ def create_issue(
     return _add(session, issue, posts)
 
 
+def create_digest_of(
+    session: Session, settings: Settings, mlist: MailingList, posts: Sequence[Post], *, cadence: str
+) -> Issue:
+    """A digest of ``posts`` for the readers of ``mlist`` who chose the ``cadence`` digest
+    (newsletter.issues.digests): a draft whose audience is the readers whose held posts it
+    takes (newsletter.audiences.cadence)."""
+    issue = Issue(
+        kind="digest",
+        subject=_subject(digest_subject(settings.digest.subject, settings.site.name, len(posts))),
+        preheader=clean_line("; ".join(p.title for p in posts[:3]))[:200],
+        list_id=mlist.id,
+        status="draft",
+        cadence=cadence,
+        audience_rule={},
+    )
+    return _add(session, issue, posts)
+
+
 def _add(session: Session, issue: Issue, posts: Sequence[Post]) -> Issue:
     session.add(issue)
     session.flush()
@@ -296,6 +314,8 @@ def issue_row(issue: Issue) -> dict[str, Any]:
         "archive": issue.archive,
         "slug": issue.slug,
         "audience_rule": issue.audience_rule or {},
+        "cadence": issue.cadence,
+        "local_time": issue.local_time,
     }
 
 

@@ -37,11 +37,14 @@ def add_audience(
     issue_id: int,
     now: datetime,
     audience: ColumnElement[bool] | None = None,
+    not_before: ColumnElement[datetime] | None = None,
 ) -> int:
     """Add a pending delivery for each active subscriber matching ``audience`` (a condition on
     subscribers, see newsletter.audiences.rules; None: everyone) not in the issue's ledger
-    yet, in subscriber order, with one INSERT ... SELECT. Returns how many were added; a
-    concurrent start of the same issue adds each person once (the unique key decides)."""
+    yet, in subscriber order, with one INSERT ... SELECT. ``not_before``: each delivery's
+    first time (an expression on the subscriber: their local hour); None: ``now``. Returns
+    how many were added; a concurrent start of the same issue adds each person once (the
+    unique key decides)."""
     already = exists().where(Delivery.issue_id == issue_id, Delivery.subscriber_id == Subscriber.id)
     chosen = (
         select(
@@ -49,7 +52,7 @@ def add_audience(
             Subscriber.id,
             literal("pending"),
             literal(0),
-            literal(now, UTCDateTime),
+            literal(now, UTCDateTime) if not_before is None else not_before,
             literal(""),
             literal(""),
             literal(""),
@@ -315,26 +318,33 @@ def counts(session: Session, issue_id: int) -> dict[str, int]:
 
 
 def due_and_waiting(session: Session, issue_id: int, now: datetime) -> tuple[int, int]:
-    """(deliveries to do now or in flight, deferred ones waiting for a later attempt)."""
-    due = session.scalar(
-        select(func.count())
-        .select_from(Delivery)
-        .where(
+    """(deliveries to do now or in flight, pending or deferred ones waiting for a later time:
+    a retry, or the reader's local hour)."""
+    later = Delivery.next_attempt_at > now
+    due, waiting = session.execute(
+        select(
+            func.count().filter((Delivery.status == "sending") | ~later),
+            func.count().filter(later),
+        ).where(Delivery.issue_id == issue_id, Delivery.status.in_(_OPEN))
+    ).one()
+    return due or 0, waiting or 0
+
+
+def waiting_for_hour(session: Session, issue_id: int, now: datetime) -> tuple[int, datetime | None]:
+    """(pending deliveries whose time has not come, the next of those times)."""
+    n, first = session.execute(
+        select(func.count(), func.min(Delivery.next_attempt_at)).where(
             Delivery.issue_id == issue_id,
-            (Delivery.status.in_(("pending", "sending")))
-            | ((Delivery.status == "deferred") & (Delivery.next_attempt_at <= now)),
-        )
-    )
-    waiting = session.scalar(
-        select(func.count())
-        .select_from(Delivery)
-        .where(
-            Delivery.issue_id == issue_id,
-            Delivery.status == "deferred",
+            Delivery.status == "pending",
             Delivery.next_attempt_at > now,
         )
-    )
-    return due or 0, waiting or 0
+    ).one()
+    return n or 0, first
+
+
+def by_time_zone(session: Session, condition: ColumnElement[bool]) -> list[str | None]:
+    """The time zones of the subscribers matching ``condition`` (None for those with none)."""
+    return list(session.scalars(select(Subscriber.timezone).where(condition).distinct()))
 
 
 def open_count(session: Session, issue_id: int) -> int:

@@ -96,6 +96,9 @@ class Subscriber(Base):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The subscriber's own "don't track my clicks" (preferences page): plain links, no pixel.
     no_tracking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # IANA zone name ("Europe/Stockholm") from the sign-up form, an import or the admin; None:
+    # the list's zone ([lists.NAME] timezone) for `issue schedule --local`.
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
     lists: Mapped[list[MailingList]] = relationship(
         secondary="memberships", back_populates="subscribers", order_by="MailingList.name"
@@ -137,6 +140,9 @@ class Membership(Base):
         IdType, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The reader's own cadence for this list: "post", "weekly" or "monthly" (the preferences
+    # page); None: the list's default ([lists.NAME] cadence). See newsletter.audiences.cadence.
+    cadence: Mapped[str | None] = mapped_column(String(16))
 
 
 class SubscriberEvent(Base):
@@ -260,6 +266,16 @@ class Issue(Base):
     # "exclude_lists": [...], "exclude_segments": [...], "resend_of": ID, "to": "non-clickers"};
     # {} is the whole list. Fixed in the ledger when sending starts.
     audience_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # Readers' cadences (newsletter.audiences.cadence): "post" for a send-mode feed's post
+    # (goes to "every post" readers, held for the others' digests), "weekly"/"monthly" for
+    # the digest of what was held; None: everyone in the audience.
+    cadence: Mapped[str | None] = mapped_column(String(16))
+    # `issue schedule --local HH:MM --within`: each reader at that hour in their zone (readers
+    # with none: ``local_zone``, the list's), within ``local_within`` seconds of
+    # ``scheduled_at``; the ledger keeps each delivery's time (newsletter.issues.schedule).
+    local_time: Mapped[str | None] = mapped_column(String(5))
+    local_within: Mapped[int | None] = mapped_column(Integer)
+    local_zone: Mapped[str | None] = mapped_column(String(64))
     # In the public archive? None: as its list says (newsletter.issues.archive).
     archive: Mapped[bool | None] = mapped_column(Boolean, default=None)
     # The unguessable name of its archive and web-view pages (never the sequential id).
@@ -579,3 +595,28 @@ class Segment(Base):
     expression: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class DigestQueue(Base):
+    """A post held for a reader's digest: a send-mode feed's post that went to the "every
+    post" readers of a list, kept for each reader who chose a weekly or monthly digest of it.
+    ``issue_id`` is set when the post is put in that reader's digest (once)."""
+
+    __tablename__ = "digest_queue"
+    __table_args__ = (
+        UniqueConstraint("list_id", "subscriber_id", "post_id", name="uq_digest_queue_list_id"),
+        Index("ix_digest_queue_waiting", "list_id", "cadence", "issue_id"),
+        Index("ix_digest_queue_issue", "issue_id", "subscriber_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    list_id: Mapped[int] = mapped_column(IdType, ForeignKey("lists.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("subscribers.id", ondelete="CASCADE")
+    )
+    post_id: Mapped[int] = mapped_column(IdType, ForeignKey("posts.id", ondelete="CASCADE"))
+    cadence: Mapped[str] = mapped_column(String(16))
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    issue_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("issues.id", ondelete="SET NULL")
+    )

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, object_session, selectinload
 
 from ..errors import InvalidInputError, NotFoundError
+from ..store import cadence as store_cadence
 from ..store import tags as store_tags
 from ..store import tracking as store_tracking
 from ..store.models import (
@@ -276,6 +277,7 @@ def person_data(sub: Subscriber) -> dict[str, Any]:
     session = object_session(sub)
     if session is None:
         raise ValueError("person_data needs a subscriber that belongs to a session")
+    own = store_cadence.cadences(session, sub.id)
     return {
         "id": sub.id,
         "email": sub.email,
@@ -288,7 +290,10 @@ def person_data(sub: Subscriber) -> dict[str, Any]:
         "confirmed_at": _iso(sub.confirmed_at),
         "unsubscribed_at": _iso(sub.unsubscribed_at),
         "no_tracking": sub.no_tracking,
+        "timezone": sub.timezone,
         "lists": [m.name for m in sub.lists],
+        # their own cadence per list (None: the list's default, [lists.NAME] cadence)
+        "cadences": {m.name: own.get(m.id) for m in sub.lists},
         "tags": store_tags.names_by_subscriber(session, [sub.id])[sub.id],
         "events": [
             {

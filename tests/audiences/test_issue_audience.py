@@ -84,7 +84,7 @@ def test_plan_counts_who_gets_it_and_who_is_left_out(cli, tmp_path) -> None:
     assert found["issue"] == 1 and found["recipients"] == 2
     assert found["excluded"] == {
         "suppressed": 1, "unconfirmed": 0, "not_matching": 3, "exclusions": 1,
-        "preferences": None,
+        "preferences": 0,
     }  # fmt: skip
     assert found["by_list"] == {"blog": 2}
     assert found["by_domain"] == {"example.com": 1, "google": 1}
