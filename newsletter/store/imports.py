@@ -31,6 +31,7 @@ COLUMNS = (
     "value",
     "reason",
     "tags",
+    "timezone",
 )
 """The staging table's columns, in the order of a staged row's values."""
 
@@ -47,7 +48,7 @@ def create_staging(conn: Connection) -> None:
     conn.exec_driver_sql(
         f"CREATE {temp} TABLE {STAGING} (row_no INTEGER NOT NULL, email TEXT, email_key TEXT, "
         "email_hash TEXT, name TEXT NOT NULL, status TEXT, attributes TEXT, token TEXT, "
-        "value TEXT, reason TEXT, tags TEXT)" + (" ON COMMIT DROP" if pg else "")
+        "value TEXT, reason TEXT, tags TEXT, timezone TEXT)" + (" ON COMMIT DROP" if pg else "")
     )
 
 
@@ -91,7 +92,7 @@ def classify(conn: Connection, suppressed_statuses: Sequence[str]) -> None:
     conn.exec_driver_sql(f"CREATE INDEX ix_{STAGING}_key ON {STAGING} (email_key)")
     conn.exec_driver_sql(
         f"CREATE {temp} TABLE {RESULT} AS SELECT s.row_no, s.email, s.email_key, s.name, "
-        "s.status, s.attributes, s.token, s.value, s.tags, sub.id AS subscriber_id, "
+        "s.status, s.attributes, s.token, s.value, s.tags, s.timezone, sub.id AS subscriber_id, "
         "CASE WHEN s.email_key IS NULL THEN 'rejected' "
         "WHEN f.first_row <> s.row_no THEN 'duplicate' "
         "WHEN sup.email_hash IS NOT NULL THEN 'suppressed' "
@@ -99,6 +100,7 @@ def classify(conn: Connection, suppressed_statuses: Sequence[str]) -> None:
         f"WHEN sub.status IN ({suppressed}) THEN 'suppressed' "
         "WHEN (s.name <> '' AND s.name <> sub.name) "
         "OR (s.status IS NOT NULL AND s.status <> sub.status) "
+        "OR (s.timezone IS NOT NULL AND (sub.timezone IS NULL OR s.timezone <> sub.timezone)) "
         f"OR (s.attributes IS NOT NULL AND {changed}) THEN 'updated' "
         "ELSE 'unchanged' END AS outcome, "
         "CASE WHEN s.email_key IS NULL THEN s.reason "
@@ -141,11 +143,11 @@ def apply(
     attributes = as_json.format("COALESCE(r.attributes, '{}')")
     insert_new = (
         "INSERT INTO subscribers (email, email_key, name, status, attributes, token, source, "
-        "created_at, updated_at, confirmed_at, unsubscribed_at) "
+        "created_at, updated_at, confirmed_at, unsubscribed_at, timezone) "
         "SELECT r.email, r.email_key, r.name, COALESCE(r.status, :status), "
         f"{attributes}, r.token, :source, :now, :now, "
         "CASE WHEN COALESCE(r.status, :status) = 'active' THEN :now END, "
-        "CASE WHEN r.status = 'unsubscribed' THEN :now END "
+        "CASE WHEN r.status = 'unsubscribed' THEN :now END, r.timezone "
         f"FROM {RESULT} r WHERE r.outcome = 'new' ORDER BY r.row_no"
     )
     events = "INSERT INTO subscriber_events (subscriber_id, kind, at, source, ip, detail) "
@@ -168,7 +170,8 @@ def apply(
         "name = CASE WHEN r.name <> '' THEN r.name ELSE subscribers.name END, "
         "attributes = CASE WHEN r.attributes IS NULL THEN subscribers.attributes "
         f"ELSE {merged} END, "
-        "status = COALESCE(r.status, subscribers.status), updated_at = :now "
+        "status = COALESCE(r.status, subscribers.status), "
+        "timezone = COALESCE(r.timezone, subscribers.timezone), updated_at = :now "
         f"FROM {RESULT} r WHERE r.subscriber_id = subscribers.id AND r.outcome = 'updated'",
         f"{events}SELECT r.subscriber_id, 'updated', :now, :source, '', {detail} "
         f"FROM {RESULT} r WHERE r.outcome = 'updated'",

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..errors import ImportFileError, InvalidEmailError, InvalidInputError
+from .preferences import zone_or_none
 from .tags import split_cell
 from .validate import clean_name, normalise_email
 
 PRESETS = ("auto", "mailchimp", "substack", "listmonk", "generic")
-FIELDS = ("email", "name", "first_name", "last_name", "status", "attributes", "tags")
+FIELDS = ("email", "name", "first_name", "last_name", "status", "attributes", "tags", "timezone")
 SNIFF_BYTES = 64 * 1024
 MAX_FIELD = 1_000_000
 
@@ -55,6 +56,7 @@ class ColumnMap:
     status: int | None = None
     attributes: int | None = None  # a JSON object column (listmonk)
     tags: int | None = None  # comma-separated tag names (Mailchimp's TAGS)
+    timezone: int | None = None  # an IANA zone name (Mailchimp's TIMEZONE)
     # Columns whose non-empty value means "unsubscribed"/"bounced" (Mailchimp's exports).
     status_columns: tuple[tuple[int, str], ...] = ()
     extra: tuple[tuple[int, str], ...] = field(default=())
@@ -69,6 +71,7 @@ class Candidate:
     status: str | None  # None, or a do-not-mail status carried over from the old tool
     attributes: dict[str, Any]
     tags: list[str] = field(default_factory=list)  # normalised, sorted, each once
+    timezone: str | None = None  # a zone the zone database knows
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +416,9 @@ def resolve_mapping(
             positions[fld] = pos
     if "tags" not in positions and (pos := _find(header, "tags")) is not None:
         positions["tags"] = pos  # a tags column is read by every preset (our own export too)
+    for alias in ("timezone", "time zone", "time_zone", "tz"):  # every preset too
+        if "timezone" not in positions and (pos := _find(header, alias)) is not None:
+            positions["timezone"] = pos
     if preset == "generic":
         lowered = [h.lower() for h in header]
         for fld, aliases in _GENERIC.items():
@@ -504,4 +510,11 @@ def parse_record(row: int, cells: list[str], m: ColumnMap) -> Candidate | Reject
     for pos, flagged in m.status_columns:
         if status is None and _cell(cells, pos).lower() not in ("", "false", "0", "no"):
             status = flagged
-    return Candidate(row, address.email, address.key, clean_name(name), status, attributes, tags)
+    zone = None
+    if m.timezone is not None and (raw_zone := _cell(cells, m.timezone)):
+        zone = zone_or_none(raw_zone)
+        if zone is None:  # not a zone we know: kept as it was, as an attribute
+            attributes["timezone"] = clean_name(raw_zone)[:100]
+    return Candidate(
+        row, address.email, address.key, clean_name(name), status, attributes, tags, zone
+    )

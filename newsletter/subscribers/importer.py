@@ -288,7 +288,7 @@ def _import_file(
 def _staging_row(record: Candidate | Rejection, forced: str | None, seen: set[str]) -> tuple:
     if isinstance(record, Rejection):
         return (record.row, None, None, None, "", None, None, None, record.value[:500],
-                record.reason, None)  # fmt: skip
+                record.reason, None, None)  # fmt: skip
     attrs = json.dumps(record.attributes) if record.attributes else None
     digest = hashlib.sha256(record.key.encode()).hexdigest()
     tags = None
@@ -296,7 +296,7 @@ def _staging_row(record: Candidate | Rejection, forced: str | None, seen: set[st
         seen.update(record.tags)
         tags = json.dumps(record.tags)
     return (record.row, record.email, record.key, digest, record.name, forced or record.status,
-            attrs, secrets.token_urlsafe(16), None, None, tags)  # fmt: skip
+            attrs, secrets.token_urlsafe(16), None, None, tags, record.timezone)  # fmt: skip
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -58,6 +58,7 @@ from ..store.models import (
     SubscriberEvent,
 )
 from . import status as sub_status
+from .preferences import zone_or_none
 from .service import erase, is_suppressed, log_event, person_data, unsubscribe
 from .validate import clean_name, normalise_email
 
@@ -129,6 +130,7 @@ class SignupRequest:
     consent_version: str = ""
     channel: Literal["form", "api"] = "form"
     honeypot: str = ""
+    timezone: str = ""  # the browser's zone (the form's hidden field); kept if we know it
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +289,7 @@ def request_signup(
         "source_page": req.source_page[:500],
         "consent_version": version if _VERSION.fullmatch(version) else policy.consent_version,
         "name": name,
+        "timezone": zone_or_none(req.timezone),
     }
     token = secrets.token_urlsafe(24)
     confirmation = Confirmation(
@@ -381,6 +384,8 @@ def confirm(
         sub.unsubscribed_at = None
     if consent.get("name"):
         sub.name = clean_name(consent["name"])
+    if zone := zone_or_none(consent.get("timezone") or ""):
+        sub.timezone = zone
     joined = _join(session, sub, [n for n in confirmation.lists if n in policy.lists])
     confirmation.used_at = now
     detail = {

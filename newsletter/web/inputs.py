@@ -111,7 +111,7 @@ def referer(request: Request) -> str:
     return clean(request.headers.get("referer", "")[:MAX_FIELD])
 
 
-SIGNUP_FIELDS = ("email", "name", "source", "consent_version", "website")
+SIGNUP_FIELDS = ("email", "name", "source", "consent_version", "website", "timezone")
 """The text fields of a sign-up, in the form and in the JSON body alike (``website`` is the
 honeypot, left empty by people)."""
 
@@ -141,6 +141,7 @@ def signup_request(
         consent_version=field("consent_version"),
         channel=channel,
         honeypot=field("website"),
+        timezone=field("timezone")[:64],
     )
 
 

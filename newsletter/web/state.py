@@ -37,7 +37,7 @@ from ..subscribers.optin import (
 from ..tracking.redirector import Redirector
 from ..tracking.retention import forget_tracked_people
 from .mail import ConfirmationMailer
-from .security import CsrfSigner, load_secret
+from .security import TIMEZONE_SCRIPT, CsrfSigner, load_secret
 
 log = logging.getLogger("newsletter.web")
 
@@ -137,6 +137,7 @@ class WebApp:
             "name": site.name,
             "base_url": self.base_url,
             "postal_lines": [ln.strip() for ln in site.postal_address.splitlines() if ln.strip()],
+            "timezone_script": TIMEZONE_SCRIPT,
         }
 
     def render(self, name: str, context: dict[str, Any]) -> str:

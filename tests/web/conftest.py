@@ -189,6 +189,7 @@ def web(
         cleanup_interval: float | None = None,
         base_url: str | None = None,
         tracking: dict[str, Any] | None = None,
+        extra_config: str = "",
         **web_options: Any,
     ) -> Site:
         smtp = smtp_server()
@@ -208,7 +209,7 @@ def web(
             extra += "\n[tracking]\n" + "".join(
                 f"{k} = {json.dumps(v)}\n" for k, v in tracking.items()
             )
-        config = write_config(tmp_path / "newsletter.toml", migrated_url, extra)
+        config = write_config(tmp_path / "newsletter.toml", migrated_url, extra + extra_config)
         text = config.read_text().replace("https://news.example.com", base_url or url)
         config.write_text(text)
         cli = Cli(config, capsys)

@@ -59,3 +59,22 @@ def test_a_person_subscribes_confirms_and_unsubscribes_in_chromium(web, tmp_path
         browser.screenshot(shots / "web-unsubscribed.png")
     assert site.person("chris@example.com")["status"] == "unsubscribed"
     assert len(list(shots.glob("web-*.png"))) == 9
+
+
+def test_the_browser_fills_in_the_readers_time_zone(web, tmp_path) -> None:
+    """The subscribe form's one script (allowed by its hash in the CSP) gives the browser's
+    zone; it is the reader's once they confirm (`issue schedule --local` uses it)."""
+    site = web()
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    with Chromium.start(profile) as browser:
+        browser.call("Emulation.setTimezoneOverride", timezoneId="Asia/Tokyo")
+        browser.open(f"{site.base_url}/subscribe")
+        assert browser.evaluate("document.querySelector('[name=timezone]').value") == "Asia/Tokyo"
+        browser.type_into("#email", "kei@example.com")
+        browser.click("button[type=submit]")
+        assert site.person("kei@example.com")["timezone"] is None  # not before confirming
+        browser.open(site.confirm_link("kei@example.com"))
+        browser.click("button[type=submit]")
+        assert "You're subscribed. Welcome!" in browser.text()
+    assert site.person("kei@example.com")["timezone"] == "Asia/Tokyo"

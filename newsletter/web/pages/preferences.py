@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from ...config import Settings
 from ...errors import InvalidInputError
+from ...subscribers import preferences
 from ...subscribers.optin import (
     OptInPolicy,
     editable_lists,
@@ -18,10 +20,11 @@ from ...subscribers.optin import (
     subscriber_by_token,
     update_preferences,
 )
-from ..inputs import MAX_FIELD, client_ip, form_text, form_texts, path_token, read_form
+from ..inputs import MAX_FIELD, MAX_LISTS, client_ip, form_text, form_texts, path_token, read_form
 from ..state import web_app
 from .csrf import csrf_valid, form_expired
 
+CADENCE_FIELD = "cadence:"  # a form field per list: cadence:NAME = post | weekly | monthly
 STATUS_TEXT = {
     "active": "Subscribed",
     "unconfirmed": "Not confirmed yet",
@@ -31,10 +34,25 @@ STATUS_TEXT = {
 }
 
 
-def _preferences(session: Session, token: str, policy: OptInPolicy) -> dict[str, Any]:
+def _cadence_lists(settings: Settings) -> set[str]:
+    """Lists whose readers choose how often they hear from them: a "send" feed's."""
+    return {f.list for f in settings.feeds if f.mode == "send" and f.list}
+
+
+def _preferences(
+    session: Session, token: str, policy: OptInPolicy, settings: Settings
+) -> dict[str, Any]:
     sub = subscriber_by_token(session, token)
     member = {m.name for m in sub.lists}
+    offered = _cadence_lists(settings)
+    chosen = preferences.cadences(session, settings, sub)
     return {
+        "cadences": [
+            {"list": name, "cadence": c["cadence"]}
+            for name, c in sorted(chosen.items())
+            if name in offered
+        ],
+        "cadence_labels": preferences.LABELS,
         "email": sub.email,
         "name": sub.name,
         "status": sub.status,
@@ -49,7 +67,7 @@ async def _preferences_response(
 ) -> Response:
     web = web_app(request)
     token = path_token(request)
-    view = await web.read(_preferences, token, web.policy)
+    view = await web.read(_preferences, token, web.policy, web.settings)
     now = web.clock()
     action = f"{web.base_url}/preferences/{token}"
     context = view | {
@@ -79,11 +97,22 @@ def _save(
     lists: list[str],
     no_tracking: bool,
     ip: str,
+    settings: Settings,
+    cadences: dict[str, str],
 ) -> None:
     sub = subscriber_by_token(session, token)
     if not csrf_ok:
         raise form_expired()
     update_preferences(session, sub, policy, name=name, lists=lists, no_tracking=no_tracking, ip=ip)
+    current = preferences.cadences(session, settings, sub)
+    offered = _cadence_lists(settings)
+    for list_name, value in cadences.items():
+        if list_name not in offered or list_name not in current:
+            continue
+        wanted = preferences.normalise_cadence(value)
+        if wanted != current[list_name]["cadence"]:
+            mlist = next(m for m in sub.lists if m.name == list_name)
+            preferences.set_cadence(session, sub, mlist, wanted)
 
 
 async def preferences_post(request: Request) -> Response:
@@ -101,6 +130,12 @@ async def preferences_post(request: Request) -> Response:
             lists=list(form_texts(form, "list")),
             no_tracking=form_text(form, "no_tracking") == "yes",  # an unticked box is absent
             ip=client_ip(request),
+            settings=web.settings,
+            cadences={
+                key.removeprefix(CADENCE_FIELD): form_text(form, key)
+                for key in list(form.keys())[:MAX_LISTS]
+                if key.startswith(CADENCE_FIELD)
+            },
         )
     except InvalidInputError as exc:
         return await _preferences_response(request, error=str(exc), status_code=400)
