@@ -52,6 +52,7 @@ class Received:
     content: bytes  # as the server got it, dot-stuffing undone
     session: int
     at: float = field(default_factory=time.monotonic)  # when the server accepted it
+    wall: float = field(default_factory=time.time)  # the same, as a Unix time
 
 
 @dataclass
