@@ -382,6 +382,9 @@ def send(
         err_console.print(f"Issue {issue_id} paused itself: {summary.pause_reason}")
     if c.get("deferred"):
         console.print(f"Deferred ones are retried by `newsletter issue send {issue_id}` later.")
+    if c.get("pending") and not summary.stopped:
+        console.print(f"{c['pending']} wait for their reader's hour (issue schedule --local): "
+                      "`newsletter run` sends each at its time.")  # fmt: skip
     if signals.exit_status:
         raise typer.Exit(signals.exit_status)
 

@@ -10,7 +10,7 @@ from typing import TextIO
 from ..store.models import Subscriber
 
 EXPORT_COLUMNS = ("email", "name", "status", "lists", "tags", "created_at", "confirmed_at",
-                  "attributes")  # fmt: skip
+                  "attributes", "timezone")  # fmt: skip
 # Cells a spreadsheet would evaluate as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -22,8 +22,8 @@ def neutralise(value: str) -> str:
 
 def write_csv(subscribers: Iterable[tuple[Subscriber, Sequence[str]]], out: TextIO) -> int:
     """Write one row per (subscriber, tag names) as they stream in: lists separated by ";",
-    tags by "," (an import reads the ``tags`` column back as tags). Returns the number of
-    rows."""
+    tags by "," (an import reads the ``tags`` and ``timezone`` columns back). Returns the
+    number of rows."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     n = 0
@@ -40,6 +40,7 @@ def write_csv(subscribers: Iterable[tuple[Subscriber, Sequence[str]]], out: Text
                 neutralise(json.dumps(sub.attributes, ensure_ascii=False))
                 if sub.attributes
                 else "",
+                sub.timezone or "",
             ]
         )
         n += 1
