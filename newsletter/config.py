@@ -37,10 +37,13 @@ from .locations import CONFIG_ENV, DEFAULT_CONFIG_PATH
 
 
 def _check_timezone(name: str) -> None:
+    """ValueError naming the ``timezone`` field for a zone the zone database does not have."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r} (use an Area/City name)") from exc
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{field_name}: unknown time zone {name!r} (use an Area/City name)"
+        ) from None
 
 
 _MULTILINE_ALLOWED = frozenset("\t\n\r")
@@ -187,10 +190,7 @@ class DigestSettings(_Section, frozen=True):
     subject: str = "{site} digest: {posts}"
 
     def _check(self) -> None:
-        try:
-            _check_timezone(self.timezone)
-        except ValueError as exc:
-            raise ValueError(f"timezone: {exc}") from None
+        _check_timezone(self.timezone)
         try:
             cron_trigger(self.cron, self.timezone)
         except ValueError as exc:
@@ -211,10 +211,7 @@ class CadenceSettings(_Section, frozen=True):
     timezone: str = "UTC"
 
     def _check(self) -> None:
-        try:
-            _check_timezone(self.timezone)
-        except ValueError as exc:
-            raise ValueError(f"timezone: {exc}") from None
+        _check_timezone(self.timezone)
         for name in ("weekly", "monthly"):
             try:
                 cron_trigger(getattr(self, name), self.timezone)
@@ -232,10 +229,7 @@ class ListSettings(_Section, frozen=True):
 
     def _check(self) -> None:
         if self.timezone:
-            try:
-                _check_timezone(self.timezone)
-            except ValueError as exc:
-                raise ValueError(f"timezone: {exc}") from None
+            _check_timezone(self.timezone)
 
 
 class WebSettings(_Section, frozen=True):
@@ -324,10 +318,7 @@ class SchedulerSettings(_Section, frozen=True):
     standby_poll_seconds: Range(float, gt=0) = 5.0
 
     def _check(self) -> None:
-        try:
-            _check_timezone(self.timezone)
-        except ValueError as exc:
-            raise ValueError(f"timezone: {exc}") from None
+        _check_timezone(self.timezone)
 
 
 class TrackingSettings(_Section, frozen=True):
