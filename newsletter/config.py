@@ -42,7 +42,7 @@ def _check_timezone(name: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(
-            f"{field_name}: unknown time zone {name!r} (use an Area/City name)"
+            f"timezone: unknown time zone {name!r} (use an Area/City name)"
         ) from None
 
 
