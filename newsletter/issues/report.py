@@ -181,6 +181,8 @@ class IssueReport:
             "archive": self.archive,
             "slug": self.slug,
             "audience_rule": dict(self.audience_rule),
+            "cadence": self.cadence,
+            "local_time": self.local_time,
             "audience": self.audience,
             "posts": [p.as_json() for p in self.posts],
             "deliveries": dict(self.deliveries),
@@ -197,8 +199,6 @@ class IssueReport:
             **({"opens": self.opens.as_json()} if self.opens is not None else {}),
             "unsubscribes": self.unsubscribes,
             "unsubscribe_reasons": dict(self.unsubscribe_reasons),
-            "cadence": self.cadence,
-            "local_time": self.local_time,
             "waiting_for_hour": self.waiting_for_hour,
             "next_local_at": _iso(self.next_local_at),
         }
