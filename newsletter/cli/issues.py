@@ -311,8 +311,8 @@ def plan(ctx: typer.Context, issue_id: int = ISSUE_ID, as_json: bool = JSON_OPT)
                   f"complained), {x['unconfirmed']} unconfirmed, {x['not_matching']} not in "
                   f"its segment, {x['exclusions']} excluded")  # fmt: skip
     if x["preferences"]:
-        console.print(f"  digests    {x['preferences']} readers get it in their weekly or "
-                      "monthly digest (their cadence)")  # fmt: skip
+        console.print(f"  cadence    {x['preferences']} left out by their own cadence (every "
+                      "post, weekly or monthly digest)")  # fmt: skip
     if found.by_list:
         console.print("  by list    " + ", ".join(f"{k} {n}" for k, n in found.by_list.items()))
     if found.by_domain:
