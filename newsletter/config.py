@@ -41,9 +41,7 @@ def _check_timezone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"timezone: unknown time zone {name!r} (use an Area/City name)"
-        ) from None
+        raise ValueError(f"timezone: unknown time zone {name!r} (use an Area/City name)") from None
 
 
 _MULTILINE_ALLOWED = frozenset("\t\n\r")
