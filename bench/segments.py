@@ -9,7 +9,11 @@ with everyone, 95% active, attributes {"plan", "age"}, eight tags on two people 
 
 - `newsletter segment show` as a user runs it (a child process; count and sample), best of 3;
 - `issue send` start-up: the ledger filled for an issue to that segment (ledger.start_issue,
-  the one INSERT ... SELECT, committed), and the same for the whole list for comparison.
+  the one INSERT ... SELECT, committed), and the same for the whole list for comparison;
+- readers' cadences: one reader in three on a weekly digest; three send-mode posts started
+  (each: the ledger of the "every post" readers and the digest queue of the others, two
+  INSERT ... SELECT), then the weekly digest made (the readers grouped by what waits for them,
+  the queue rows taken) and started.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from pgschema import pg_schema
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
+from newsletter.config import Settings
 from newsletter.delivery import ledger
+from newsletter.issues.digests import make_cadence_digests
 from newsletter.store import connect, upgrade
-from newsletter.store.models import Delivery, Issue, Segment
+from newsletter.store.models import Delivery, DigestQueue, Issue, IssuePost, Post, Segment
 
 TAGS = ["customer", "vip", "churned", "trial", "webinar 2024", "partner", "beta", "press"]
 EXPRESSION = 'tag:customer and not tag:churned and attr.plan = "pro" and attr.age > 30'
@@ -125,6 +131,49 @@ def ledger_fill(url: str, issue_id: int) -> tuple[float, int]:
         engine.dispose()
 
 
+def cadence_fill(url: str) -> str:
+    """Three send-mode posts to a list where one reader in three chose a weekly digest, then
+    that digest: the time of each step (committed)."""
+    engine = connect(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE memberships SET cadence = 'weekly' WHERE subscriber_id % 3 = 1")
+            )
+        starts = []
+        for n in range(3):
+            with Session(engine) as session, session.begin():
+                post = Post(
+                    origin="bench", guid=f"cadence-{n}", title=f"Post {n}", content_hash="x"
+                )
+                issue = Issue(kind="post", subject=f"Post {n}", list_id=1, cadence="post",
+                              audience_rule={"default_cadence": "post"})  # fmt: skip
+                session.add_all([post, issue])
+                session.flush()
+                session.add(IssuePost(issue_id=issue.id, post_id=post.id))
+                issue_id = issue.id
+            began = time.perf_counter()
+            with Session(engine) as session, session.begin():
+                added = ledger.start_issue(session, session.get_one(Issue, issue_id))
+            starts.append(time.perf_counter() - began)
+        with Session(engine) as session:
+            held = session.scalar(select(func.count()).select_from(DigestQueue))
+        began = time.perf_counter()
+        with Session(engine) as session, session.begin():
+            (digest,) = make_cadence_digests(session, Settings(), "weekly")
+            digest_id = digest.id
+        made = time.perf_counter() - began
+        began = time.perf_counter()
+        with Session(engine) as session, session.begin():
+            readers = ledger.start_issue(session, session.get_one(Issue, digest_id))
+        started = time.perf_counter() - began
+        return (f"cadence: 3 posts started (each {added:,} deliveries + the queue) in "
+                f"{min(starts):.2f}-{max(starts):.2f} s; {held:,} held; weekly digest made in "
+                f"{made:.2f} s, its ledger ({readers:,}) in {started:.2f} s")  # fmt: skip
+    finally:
+        engine.dispose()
+
+
 def baselines(url: str) -> str:
     """Figures of this machine in this minute, to read the others against: the time of
     `python -c "import typer"` (part of every CLI start) and of one plain COUNT(*) of the
@@ -154,6 +203,7 @@ def run(label: str, url: str, rows: int, workdir: Path) -> None:
     print(f"{label:10} fill {filled:6.1f} s | segment show {show:5.2f} s ({matches}) | "
           f"ledger fill: segment {segment_n:,} in {segment_s:5.2f} s, whole list "
           f"{whole_n:,} in {whole_s:5.2f} s")  # fmt: skip
+    print(f"{label:10} {cadence_fill(url)}")
 
 
 def main() -> None:
