@@ -26,6 +26,7 @@ def make_cadence_digests(
     """Make and schedule (for now) the ``cadence`` digests of every list. Returns them."""
     now = now or utcnow()
     made: list[Issue] = []
+    queue.refresh_statistics(session)
     for list_id, waiting_cadence in sorted(queue.waiting_counts(session)):
         if waiting_cadence != cadence:
             continue

@@ -22,6 +22,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -102,6 +103,14 @@ def drop_inactive(session: Session, list_id: int, cadence: str) -> int:
     ).rowcount
 
 
+def refresh_statistics(session: Session) -> None:
+    """PostgreSQL: fresh planner statistics of the queue before the digest's grouping (it
+    fills in bulk between two digests; with the statistics of an empty table the planner
+    chose a nested loop that took minutes for 100,000 rows)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE digest_queue"))
+
+
 def waiting_posts(session: Session, list_id: int, cadence: str) -> list[int]:
     """The posts held for ``cadence`` readers of the list and not yet in a digest, oldest
     first (at most MAX_POSTS)."""
@@ -157,13 +166,16 @@ def take(
         .where(*_waiting(list_id, cadence), DigestQueue.post_id.in_(list(post_ids)))
         .group_by(DigestQueue.subscriber_id)
         .having(_mask(post_ids) == mask)
+        .subquery("readers")
     )
+    # UPDATE ... FROM the grouped readers (a join, computed once), not IN (subquery): on
+    # PostgreSQL the IN form was re-planned into a loop that took hours on 1,000,000 rows.
     return session.execute(
         update(DigestQueue)
         .where(
             *_waiting(list_id, cadence),
             DigestQueue.post_id.in_(list(post_ids)),
-            DigestQueue.subscriber_id.in_(readers.scalar_subquery()),
+            DigestQueue.subscriber_id == readers.c.subscriber_id,
         )
         .values(issue_id=issue_id)
         .execution_options(synchronize_session=False)
