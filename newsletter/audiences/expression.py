@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from ..durations import duration
 from ..errors import SegmentSyntaxError
 from ..store.types import SUBSCRIBER_STATUSES
 
@@ -182,14 +183,6 @@ FIELDS = (
 )  # fmt: skip
 _CONDITION = "a condition{} (tag:, list:, attr.KEY, status:, clicked:, ... or '(')"
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
-_SPAN = re.compile(r"(\d{1,6})([smhdw])")
-_SPAN_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def duration(text: str) -> timedelta | None:
-    """ "90d", "12h", "2w" as a timedelta; None for anything else."""
-    span = _SPAN.fullmatch(text.strip().lower())
-    return timedelta(**{_SPAN_UNITS[span[2]]: int(span[1])}) if span else None
 
 
 def parse(text: str) -> Node:

@@ -13,10 +13,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..audiences.expression import duration
 from ..delivery.send import SendSummary, default_workers, send_issue, set_issue_status
 from ..delivery.send import abort as abort_send
 from ..delivery.testsend import test_send
+from ..durations import duration
 from ..errors import InvalidInputError
 from ..issues import archive as archive_
 from ..issues import lint as lint_
