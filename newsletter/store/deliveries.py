@@ -38,23 +38,27 @@ def add_audience(
     now: datetime,
     audience: ColumnElement[bool] | None = None,
     not_before: ColumnElement[datetime] | None = None,
+    *,
+    status: str = "pending",
+    reason: str = "",
 ) -> int:
     """Add a pending delivery for each active subscriber matching ``audience`` (a condition on
     subscribers, see newsletter.audiences.rules; None: everyone) not in the issue's ledger
     yet, in subscriber order, with one INSERT ... SELECT. ``not_before``: each delivery's
     first time (an expression on the subscriber: their local hour); None: ``now``. Returns
     how many were added; a concurrent start of the same issue adds each person once (the
-    unique key decides)."""
+    unique key decides). ``status``/``reason``: rows recorded as "skipped" with why (a
+    sequence step too late to send)."""
     already = exists().where(Delivery.issue_id == issue_id, Delivery.subscriber_id == Subscriber.id)
     chosen = (
         select(
             literal(issue_id, IdType),
             Subscriber.id,
-            literal("pending"),
+            literal(status),
             literal(0),
             literal(now, UTCDateTime) if not_before is None else not_before,
             literal(""),
-            literal(""),
+            literal(reason),
             literal(""),
             literal(""),
             literal(now, UTCDateTime),

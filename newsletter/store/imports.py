@@ -13,8 +13,18 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, bindparam, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    bindparam,
+    column,
+    select,
+    table,
+    text,
+)
 
+from .models import Subscriber
 from .types import UTCDateTime
 
 STAGING = "import_staging"  # the rows as read
@@ -227,6 +237,17 @@ def apply_tags(conn: Connection, *, tag_ids: Sequence[int], now: datetime) -> in
         ).bindparams(bindparam("now", type_=UTCDateTime), bindparam("ids", expanding=True))
         added += conn.execute(stmt, {"now": now, "ids": list(tag_ids)}).rowcount
     return added
+
+
+def imported() -> ColumnElement[bool]:
+    """The subscribers of the new, updated and unchanged rows (after ``apply``), as a
+    condition (for enrolling them in sequences)."""
+    rows = (
+        select(column("email_key"))
+        .select_from(table(RESULT))
+        .where(column("outcome").in_(("new", "updated", "unchanged")))
+    )
+    return Subscriber.email_key.in_(rows)
 
 
 def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> CursorResult[Any]:

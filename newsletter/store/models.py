@@ -276,6 +276,10 @@ class Issue(Base):
     local_time: Mapped[str | None] = mapped_column(String(5))
     local_within: Mapped[int | None] = mapped_column(Integer)
     local_zone: Mapped[str | None] = mapped_column(String(64))
+    # The sequence whose step this issue is (newsletter.sequences): such an issue stays
+    # "sending" while its sequence runs, gets a delivery per reader who reaches the step, and
+    # is not listed with the marketer's issues. None: an ordinary issue.
+    sequence_id: Mapped[int | None] = mapped_column(IdType, index=True)
     # In the public archive? None: as its list says (newsletter.issues.archive).
     archive: Mapped[bool | None] = mapped_column(Boolean, default=None)
     # The unguessable name of its archive and web-view pages (never the sequential id).
@@ -288,6 +292,9 @@ class Issue(Base):
     mailing_list: Mapped[MailingList | None] = relationship()
     posts: Mapped[list[Post]] = relationship(
         secondary="issue_posts", order_by="IssuePost.position", viewonly=True
+    )
+    step: Mapped[SequenceStep | None] = relationship(
+        primaryjoin="Issue.id == foreign(SequenceStep.issue_id)", viewonly=True, uselist=False
     )
 
 
@@ -620,3 +627,73 @@ class DigestQueue(Base):
     issue_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("issues.id", ondelete="SET NULL")
     )
+
+
+# --- sequences (newsletter.sequences) -------------------------------------------------------
+
+
+class Sequence(Base):
+    """A welcome or drip series of one list: steps sent to each reader who joins it, each a
+    delay after the one before. ``trigger``: "confirm", "join" or "tag:NAME"."""
+
+    __tablename__ = "sequences"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    list_id: Mapped[int] = mapped_column(IdType, ForeignKey("lists.id", ondelete="RESTRICT"))
+    trigger: Mapped[str] = mapped_column(String(120))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class SequenceStep(Base):
+    """One email of a sequence, from a Markdown file; sent through its own issue
+    (``issue_id``), whose ledger holds one delivery per reader who reached it. ``position``
+    numbers the steps for good (a removed step keeps its number; ``removed_at`` is set)."""
+
+    __tablename__ = "sequence_steps"
+    __table_args__ = (
+        UniqueConstraint("sequence_id", "position", name="uq_sequence_steps_sequence_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(IdType, ForeignKey("sequences.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    delay_seconds: Mapped[int] = mapped_column(Integer)
+    # "HH:MM-HH:MM" in the reader's time zone (their list's when they have none), or None.
+    window: Mapped[str | None] = mapped_column(String(11))
+    subject: Mapped[str] = mapped_column(String(500))
+    preheader: Mapped[str] = mapped_column(String(500), default="")
+    template: Mapped[str] = mapped_column(String(100), default="")
+    html: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(2000), default="")
+    issue_id: Mapped[int] = mapped_column(IdType, ForeignKey("issues.id", ondelete="RESTRICT"))
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Enrollment(Base):
+    """A reader in a sequence: the next step they are to get (the first step numbered
+    ``next_position`` or later) and when (``due_at``; NULL once they are done or left, so the
+    daemon's index on it holds only readers with something to come)."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("sequence_id", "subscriber_id", name="uq_enrollments_sequence_id"),
+        Index("ix_enrollments_due_at", "due_at"),
+        Index("ix_enrollments_subscriber_id", "subscriber_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(IdType, ForeignKey("sequences.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("subscribers.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active, done, left
+    next_position: Mapped[int] = mapped_column(Integer, default=1)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
