@@ -24,6 +24,7 @@ import os
 import re
 import tomllib
 import unicodedata
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,6 +33,7 @@ import msgspec
 from msgspec import Meta, field
 
 from .cron import cron_trigger
+from .durations import EXAMPLES, duration
 from .errors import ConfigError
 from .locations import CONFIG_ENV, DEFAULT_CONFIG_PATH
 
@@ -217,6 +219,21 @@ class CadenceSettings(_Section, frozen=True):
                 raise ValueError(f"{name}: {exc}") from None
 
 
+class SequenceSettings(_Section, frozen=True):
+    """[sequences]: welcome and drip series (newsletter.sequences). ``max_late``: a step due
+    longer ago than this when it can go (the sequence was paused, the daemon was down) is
+    skipped, not sent late."""
+
+    max_late: str = "1d"
+
+    def max_late_span(self) -> timedelta:
+        return duration(self.max_late) or timedelta(days=1)
+
+    def _check(self) -> None:
+        if duration(self.max_late) is None:
+            raise ValueError(f"max_late: {self.max_late!r} is not a duration ({EXAMPLES})")
+
+
 class ListSettings(_Section, frozen=True):
     """[lists.NAME]: one list's defaults. ``cadence``: for readers who did not choose one
     ("post", "weekly" or "monthly"). ``timezone``: the hour of readers with no zone of their
@@ -355,6 +372,7 @@ class Settings(_Section, frozen=True):
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     cadence: CadenceSettings = field(default_factory=CadenceSettings)
+    sequences: SequenceSettings = field(default_factory=SequenceSettings)
     lists: dict[str, ListSettings] = field(default_factory=dict)
     # Directory of the config file: relative paths in it are relative to this.
     base_dir: str = "."

@@ -20,6 +20,9 @@ time, misfire grace = ``scheduler.misfire_grace_seconds``):
   (newsletter.issues.digests).
 - ``bounces`` (every ``bounces.interval_minutes``): process the bounce mailbox.
 
+The ``dispatch`` job also moves sequences on (newsletter.sequences.advance): each reader
+whose next step is due gets it in that step's ledger, which the sending threads then send.
+
 Restart safety: the issue rows are the truth for issues, so a schedule made while the daemon
 was down is honoured when it starts. Jobs already in the store keep their next run time when
 their trigger is unchanged, so a digest that fell due during downtime runs once on start-up
@@ -58,6 +61,7 @@ from .issues import schedule
 from .issues.announce import announce_pending
 from .issues.digests import make_cadence_digests
 from .issues.service import create_issue
+from .sequences.advance import advance_all
 from .store import writer_sessions
 from .store.errors import translating
 from .store.locks import SchedulerLock
@@ -221,6 +225,10 @@ class Daemon:
                 added = ledger.start_issue(session, issue)
                 log.info("issue.start id=%s recipients=%s subject=%r", issue.id, added,
                          issue.subject)  # fmt: skip
+        got = advance_all(self.sessions, self.settings)
+        if got.taken:
+            log.info("sequence.steps queued=%s skipped=%s left=%s done=%s", got.queued,
+                     got.skipped, got.left, got.done)  # fmt: skip
         with self.sessions() as session, session.begin():
             ledger.release_dead_local_claims(session)
             due = ledger.issues_with_due_work(session)

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "post": ("posts", "Posts: from the blog's feeds or Markdown files."),
     "issue": ("issues", "Issues: editions of the newsletter."),
     "segment": ("segments", "Segments: named audiences (tags, lists, attributes, clicks)."),
+    "sequence": ("sequences", "Sequences: a welcome email and drip series for new readers."),
     "stats": ("stats", "List growth per week and click rates per issue."),
     "worker": ("worker", "Claim and send deliveries of any sending issue until SIGTERM or Ctrl-C."),
     "run": ("run", "The scheduler daemon: sends due issues, polls feeds, builds digests, retries."),

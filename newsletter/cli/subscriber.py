@@ -44,17 +44,27 @@ def add(
     unconfirmed: bool = typer.Option(
         False, "--unconfirmed", help="Unconfirmed: receives nothing until confirmed."
     ),
+    trigger_sequences: bool = typer.Option(
+        False,
+        "--trigger-sequences",
+        help="Start the sequences (welcome series) their lists and tags trigger, as for a "
+        "reader who confirmed.",
+    ),
 ) -> None:
     """Add a subscriber (active unless --unconfirmed), or add an existing one to lists."""
-    from ..subscribers import service
+    from ..store.models import utcnow
+    from ..subscribers import enrol, service
 
     status = _status(confirmed, unconfirmed)
     with app_context(ctx).transaction() as session:
         sub, created = service.add_subscriber(session, email, name=name, lists=lists, status=status)
         names = [m.name for m in sub.lists]
+        enrolled = enrol.confirmed(session, sub.id, None, utcnow()) if trigger_sequences else 0
     verb = "Added" if created else "Updated"
     where = f" to {', '.join(names)}" if names else ""
     console.print(f"{verb} {sub.email} ({sub.status}, id {sub.id}){where}.")
+    if trigger_sequences:
+        console.print(f"Started {enrolled} sequence(s).")
 
 
 @sub_app.command("list")
@@ -284,6 +294,12 @@ def import_(
         help="A row whose quote is never closed is rejected into the report and reading goes "
         "on at the next line (without it, such a file is refused).",
     ),
+    trigger_sequences: bool = typer.Option(
+        False,
+        "--trigger-sequences",
+        help="Start the sequences (welcome series) their lists and tags trigger, as for a "
+        "reader who confirmed.",
+    ),
 ) -> None:
     """Import subscribers from a CSV export (Mailchimp, Substack, listmonk or any CSV) or from
     Mailchimp's export archive (the .zip of subscribed, unsubscribed and cleaned members)."""
@@ -338,6 +354,7 @@ def import_(
                 progress=lambda n: progress.update(task, completed=n),
                 lenient=lenient,
                 tags=tags,
+                trigger_sequences=trigger_sequences,
             )
     c = result.counts
     head = "Dry run, nothing changed" if dry_run else "Imported"
@@ -355,6 +372,8 @@ def import_(
     if list_name:
         console.print(f"{result.added_to_list} {'would join' if dry_run else 'joined'} "
                       f"list {list_name!r}.")  # fmt: skip
+    if trigger_sequences and not dry_run:
+        console.print(f"{result.enrolled} enrolled in sequences.")
     problems = c["rejected"] + c["duplicate"] + c["suppressed"]
     if report is not None:
         console.print(

@@ -41,6 +41,9 @@ class IssueContent:
     posts: tuple[PostView, ...]
     # Path of its web-view page under site.base_url (newsletter.issues.archive.web_path).
     web_path: str = ""
+    # The templates to use, email/<template>.html and .txt ("": the kind's own); a sequence
+    # step's front matter may name one (newsletter.sequences).
+    template: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

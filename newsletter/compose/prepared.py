@@ -256,7 +256,8 @@ def _render_documents(
         **personal,
     }
     env = tpl.make_environment(tpl.templates_dir_for(settings, templates_dir))
-    names = (f"email/{content.kind}.html", f"email/{content.kind}.txt")
+    stem = content.template or content.kind
+    names = (f"email/{stem}.html", f"email/{stem}.txt")
     return (
         tpl.render(env, names[0], context),
         tpl.render(env, names[1], context),

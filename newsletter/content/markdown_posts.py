@@ -19,6 +19,8 @@ laughs"), at most ``MAX_FRONT_MATTER_BYTES`` long and ``MAX_FRONT_MATTER_DEPTH``
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -106,13 +108,7 @@ def load_markdown_post(path: str | Path, *, base_url: str = "") -> PostData:
     it, has no title, or has a bad date.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ContentError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ContentError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
-    meta, content = _front_matter(text.strip(), path)
+    meta, content = _front_matter(_read(path).strip(), path)
     title = clean_line(_text(meta.get("title")))
     if not title:
         raise ContentError(f"{path}: the front matter has no 'title'")
@@ -130,6 +126,57 @@ def load_markdown_post(path: str | Path, *, base_url: str = "") -> PostData:
         author=_text(meta.get("author")),
         image_url=_text(meta.get("image")),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MarkdownEmail:
+    """An email written as Markdown (a sequence step): its front matter's ``subject``,
+    ``preheader`` and ``template``, and the body as sanitised HTML."""
+
+    subject: str
+    preheader: str
+    template: str
+    html: str
+
+
+_TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+EMAIL_KEYS = frozenset({"subject", "preheader", "template"})
+
+
+def load_markdown_email(path: str | Path, *, base_url: str = "") -> MarkdownEmail:
+    """Read an email written as Markdown with front matter (``subject`` required; optional
+    ``preheader`` and ``template``, the name of email/NAME.html and .txt in the templates
+    folder). Relative links resolve against ``base_url``. Raises ContentError, one line
+    starting with the file name, for everything ``load_markdown_post`` refuses and for a
+    missing subject, an unknown key or a template name that is not a plain name."""
+    path = Path(path)
+    meta, content = _front_matter(_read(path).strip(), path)
+    unknown = sorted(str(k) for k in meta if k not in EMAIL_KEYS)
+    if unknown:
+        keys = ", ".join(sorted(EMAIL_KEYS))
+        raise ContentError(f"{path}: unknown front matter key {unknown[0]!r} (use {keys})")
+    subject = clean_line(_text(meta.get("subject")))
+    if not subject:
+        raise ContentError(f"{path}: the front matter has no 'subject'")
+    template = clean_line(_text(meta.get("template")))
+    if template and not _TEMPLATE_NAME.fullmatch(template):
+        raise ContentError(
+            f"{path}: template {template!r} is not a template name (letters, digits, - and _)"
+        )
+    post = build_post(
+        guid="step", url="", title=subject, html=_MARKDOWN.render(content), base_url=base_url
+    )
+    preheader = clean_line(_text(meta.get("preheader")))
+    return MarkdownEmail(subject=subject, preheader=preheader, template=template, html=post.html)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ContentError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ContentError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
 
 
 def _front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:

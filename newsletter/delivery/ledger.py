@@ -68,6 +68,8 @@ def start_issue(session: Session, issue: Issue, *, now: datetime | None = None) 
     """
     if issue.status not in STARTABLE:
         raise InvalidInputError(f"issue {issue.id} is {issue.status}; it cannot be sent")
+    if issue.sequence_id is not None:
+        return 0  # a sequence step's readers come from the sequence (newsletter.sequences)
     now = now or utcnow()
     # The audience is fixed here: who matches the issue's list and rule now, and (a
     # send-mode post) who reads every post; the others get the post in their digest.
@@ -307,8 +309,11 @@ def remaining(session: Session, issue_id: int, *, now: datetime | None = None) -
 
 
 def finish_if_done(session: Session, issue: Issue, *, now: datetime | None = None) -> bool:
-    """Mark a sending issue sent when no delivery is open any more."""
-    if issue.status != ACTIVE_ISSUE or deliveries.open_count(session, issue.id):
+    """Mark a sending issue sent when no delivery is open any more (never a sequence step's
+    issue: it gets deliveries for as long as its sequence runs)."""
+    if issue.status != ACTIVE_ISSUE or issue.sequence_id is not None:
+        return False
+    if deliveries.open_count(session, issue.id):
         return False
     issue_status.change(issue, issue_status.SENT)
     issue.finished_at = now or utcnow()

@@ -49,6 +49,7 @@ def published_issues(
         .where(
             Issue.status.in_(PUBLISHED),
             Issue.started_at.is_not(None),
+            Issue.sequence_id.is_(None),  # a welcome email is not an edition
             archive.public_clause(settings),
         )
         .order_by(Issue.started_at.desc(), Issue.id.desc())

@@ -290,7 +290,10 @@ def edit_issue(
 
 
 def iter_issues(session: Session) -> Iterator[Issue]:
-    yield from session.scalars(select(Issue).order_by(Issue.id.desc()))
+    """The marketer's issues, newest first (not the issues sequence steps are sent through:
+    `sequence show` reports those)."""
+    query = select(Issue).where(Issue.sequence_id.is_(None)).order_by(Issue.id.desc())
+    yield from session.scalars(query)
 
 
 def audience_size(session: Session, issue: Issue) -> int:
@@ -321,14 +324,21 @@ def issue_row(issue: Issue) -> dict[str, Any]:
 
 def issue_content(issue: Issue, *, web_path: str = "") -> IssueContent:
     """What the composer needs of an issue (no database objects cross over); ``web_path``:
-    its web-view page (newsletter.issues.archive.web_path)."""
-    return IssueContent(
-        web_path=web_path,
-        issue_id=issue.id,
-        kind=issue.kind,  # type: ignore[arg-type]
-        subject=issue.subject,
-        preheader=issue.preheader,
-        posts=tuple(
+    its web-view page (newsletter.issues.archive.web_path). A sequence step's issue shows the
+    step (its Markdown, its template)."""
+    step = issue.step
+    if step is not None:
+        posts: tuple[PostView, ...] = (
+            PostView(
+                title=step.subject,
+                url="",
+                html=step.html,
+                summary=step.preheader,
+                published_at=None,
+            ),
+        )
+    else:
+        posts = tuple(
             PostView(
                 title=p.title,
                 url=p.url,
@@ -339,5 +349,13 @@ def issue_content(issue: Issue, *, web_path: str = "") -> IssueContent:
                 image_url=p.image_url,
             )
             for p in issue.posts
-        ),
+        )
+    return IssueContent(
+        web_path=web_path,
+        issue_id=issue.id,
+        kind=issue.kind,  # type: ignore[arg-type]
+        subject=issue.subject,
+        preheader=issue.preheader,
+        posts=posts,
+        template=step.template if step is not None else "",
     )

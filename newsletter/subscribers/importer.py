@@ -39,6 +39,7 @@ from ..errors import ImportFileError
 from ..store import imports
 from ..store import tags as store_tags
 from ..store.models import SUPPRESSED_STATUSES, utcnow
+from . import enrol
 from .csvparse import Candidate, Rejection, parse_record, read_csv, resolve_mapping
 from .export import neutralise
 from .service import get_list
@@ -73,6 +74,7 @@ class ImportResult:
     tagged: int = 0
     tags: set[str] = field(default_factory=set)
     files: list[tuple[str, str, int]] = field(default_factory=list)
+    enrolled: int = 0  # enrolments in sequences (``trigger_sequences``)
 
 
 ProgressCallback = Callable[[int], None]
@@ -90,6 +92,7 @@ class _Run:
     tags: list[str]  # --tag, normalised
     result: ImportResult
     report: Any  # a csv writer, or None
+    trigger_sequences: bool = False
 
 
 def import_subscribers(
@@ -108,6 +111,7 @@ def import_subscribers(
     lenient: bool = False,
     tags: Sequence[str] = (),
     max_archive_bytes: int = MAX_ARCHIVE_BYTES,
+    trigger_sequences: bool = False,
 ) -> ImportResult:
     """Import a CSV stream, or Mailchimp's export archive. Raises ImportFileError (nothing
     written), NotFoundError (list) or InvalidInputError (a ``tags`` name).
@@ -119,6 +123,9 @@ def import_subscribers(
     or with ``lenient`` rejects that row and reads on from the next line. ``tags`` are given
     to everyone of the file who is new, updated or unchanged, besides the tags of their row
     (a tags column: Mailchimp's TAGS, ``tags``, ``--map tags=COLUMN``); tags are only added.
+    ``trigger_sequences``: the active people of the file start the sequences their lists and
+    tags trigger, as if they had confirmed (without it an import enrols nobody: importing an
+    old list must not send it a welcome series).
 
     A zip (by its name or its first bytes) must be Mailchimp's export archive: see
     ``archive_members``. Its files are imported one after the other (subscribed, unsubscribed,
@@ -133,7 +140,7 @@ def import_subscribers(
         writer = csv.writer(report)
         writer.writerow(["file", *REPORT_COLUMNS] if archive else REPORT_COLUMNS)
     run = _Run(session, mlist.id if mlist else None, status, source, dry_run, wanted, result,
-               writer)  # fmt: skip
+               writer, trigger_sequences)  # fmt: skip
     if not archive:
         _import_file(run, raw, name, preset, mapping, lenient, None, progress)
         return result
@@ -274,6 +281,10 @@ def _import_file(
         )
         tag_ids = store_tags.ensure(run.session, run.tags, now).values()
         result.tagged += imports.apply_tags(conn, tag_ids=list(tag_ids), now=now)
+        if run.trigger_sequences:
+            lists = [run.list_id] if run.list_id is not None else None
+            result.enrolled += enrol.confirmed(run.session, imports.imported(), lists, now)
+            result.enrolled += enrol.tagged(run.session, imports.imported(), result.tags, now)
     elif run.list_id is not None:
         result.added_to_list += imports.count_new_members(conn, run.list_id)
     for outcome, n in imports.outcome_counts(conn).items():

@@ -57,6 +57,7 @@ from ..store.models import (
     Subscriber,
     SubscriberEvent,
 )
+from . import enrol
 from . import status as sub_status
 from .preferences import zone_or_none
 from .service import erase, is_suppressed, log_event, person_data, unsubscribe
@@ -387,6 +388,7 @@ def confirm(
     if zone := zone_or_none(consent.get("timezone") or ""):
         sub.timezone = zone
     joined = _join(session, sub, [n for n in confirmation.lists if n in policy.lists])
+    enrol.confirmed(session, sub.id, [m.id for m in sub.lists if m.name in joined], now)
     confirmation.used_at = now
     detail = {
         "method": "double-opt-in",

@@ -52,16 +52,20 @@ def split_cell(cell: str) -> list[str]:
 
 
 def tag(session: Session, sub: Subscriber, names: Iterable[str]) -> list[str]:
-    """Give ``sub`` these tags, creating tags that do not exist yet. Returns the (normalised)
-    names that were new to them; the others they had already."""
+    """Give ``sub`` these tags, creating tags that do not exist yet; a tag new to them starts
+    the sequences it triggers ("tag:NAME"). Returns the (normalised) names that were new to
+    them; the others they had already."""
     from ..store.models import utcnow
+    from .enrol import tagged
 
     wanted = normalise_tags(names)
     now = utcnow()
     had = set(tags_of(session, sub))
     ids = store.ensure(session, wanted, now)
     store.add(session, sub.id, ids.values(), now)
-    return [name for name in wanted if name not in had]
+    added = [name for name in wanted if name not in had]
+    tagged(session, sub.id, added, now)
+    return added
 
 
 def untag(session: Session, sub: Subscriber, names: Iterable[str]) -> list[str]:
