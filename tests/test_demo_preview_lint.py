@@ -25,8 +25,9 @@ def test_demo_runs_end_to_end_and_its_summary_matches_its_folder(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     assert "301 subscribers, 3 posts, issue 1 sent to 301 of 301 readers" in proc.stdout
     assert "Lint: 0 errors" in proc.stdout
-    delivered = list((folder / "outbox" / "new").iterdir())
-    assert len(delivered) == 301
+    delivered = sorted((folder / "outbox" / "new").iterdir(), key=lambda p: p.stat().st_mtime)
+    # The issue to 301 readers, then the newcomer's confirmation and welcome emails.
+    assert len(delivered) == 301 + 2
     sample = email.message_from_bytes(delivered[0].read_bytes(), policy=email.policy.default)
     assert sample["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     eml = (folder / "preview" / "issue-1.eml").read_bytes()
@@ -61,7 +62,20 @@ def test_demo_runs_end_to_end_and_its_summary_matches_its_folder(tmp_path: Path)
          "subscriber", "list", "--json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert listed.stdout.count('"email"') == 301
+    assert listed.stdout.count('"email"') == 301 + 1  # and the newcomer
+    # The newcomer signed up on the form, confirmed, and the welcome sequence reached them.
+    assert "newcomer@example.com signed up on the form and confirmed" in proc.stdout
+    last = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in delivered[-2:]]  # fmt: skip
+    assert [str(m["To"]) for m in last] == ["newcomer@example.com"] * 2
+    assert "confirm" in str(last[0]["Subject"]).lower()
+    assert str(last[1]["Subject"]) == "Welcome to Field Notes"
+    welcome = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"),
+         "sequence", "show", "welcome", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(welcome.stdout)["steps"][0]["sent"] == 1
     # A second run starts afresh in the same folder; a folder it did not make is refused.
     again = subprocess.run(
         [sys.executable, "-m", "newsletter", "demo", "--dir", str(folder)],

@@ -38,6 +38,7 @@ def demo(
         f"issue missed {result.issue_id}",
         f"issue lint {result.issue_id}",
         "post ls",
+        "sequence show welcome",
         "serve    (then open http://127.0.0.1:8000/subscribe)",
     ):
         console.print(f"  {program} --config {config} {command}")

@@ -4,9 +4,10 @@ Writes a config and a SQLite database, imports the bundled subscriber CSV (with 
 problems real exports have), serves the bundled blog feed from a local HTTP server and
 fetches it, composes an issue from the newest post, writes its preview (HTML and .eml),
 checks it with `issue lint`, sends it through the maildir transport (one .eml file per
-reader in outbox/new), then runs the web service for a moment: the archive page, and a
-one-click unsubscribe from a delivered message's List-Unsubscribe header. Nothing leaves the
-machine.
+reader in outbox/new), then runs the web service for a moment: the archive page, a one-click
+unsubscribe from a delivered message's List-Unsubscribe header, and a newcomer who signs up
+on the form and confirms with the link in their email, after which the welcome sequence's
+first email arrives. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from ..issues import lint, preview
 from ..issues.render import prepare
 from ..issues.report import issue_report
 from ..issues.service import audience_size, create_issue
+from ..sequences.advance import advance_all
+from ..sequences.service import add_step, create_sequence
 from ..store import upgrade, writer_sessions
 from ..store.engine import PRIVATE_FILE_MODE, open_database
 from ..subscribers.importer import import_subscribers
@@ -138,6 +141,39 @@ class WebShown:
     url: str
     unsubscribed: str
     clicked: str  # where the tracked link the demo followed went
+    newcomer: str  # who signed up on the form and confirmed
+
+
+NEWCOMER = "newcomer@example.com"
+
+
+def _mail_to(outbox: Path, address: str) -> list[email.message.EmailMessage]:
+    found = []
+    for path in sorted(outbox.iterdir()):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if any(a.addr_spec == address for a in message["To"].addresses):
+            found.append(message)
+    return found
+
+
+def _sign_up(http: httpx.Client, outbox: Path, base_url: str) -> None:
+    """Subscribe NEWCOMER on the form and confirm with the link in the email they got, as a
+    person does (open the link, press the button). Raises InvalidInputError otherwise."""
+    if http.post("/subscribe", data={"email": NEWCOMER}).status_code != 303:
+        raise InvalidInputError("demo: the subscribe form did not accept a sign-up")
+    deadline = time.monotonic() + 15  # the web service sends it beside its answer
+    while not (mails := _mail_to(outbox, NEWCOMER)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    text = mails[-1].get_body(preferencelist=("plain",)).get_content() if mails else ""
+    link = re.search(re.escape(base_url.rstrip("/")) + r"(/confirm/[A-Za-z0-9_-]+)", text)
+    if link is None:
+        raise InvalidInputError("demo: no confirmation email with a link arrived")
+    page = http.get(link.group(1))
+    doc = lxml_html.document_fromstring(page.text)
+    token = doc.xpath("//input[@name='csrf_token']/@value")
+    answer = http.post(link.group(1), data={"csrf_token": token[0] if token else ""})
+    if answer.status_code != 200:
+        raise InvalidInputError(f"demo: confirming answered {answer.status_code}")
 
 
 def _follow_a_link(http: httpx.Client, message: email.message.EmailMessage, base_url: str) -> str:
@@ -192,7 +228,8 @@ def _show_web(settings: Settings, engine: Engine, outbox: Path, subject: str) ->
                 raise InvalidInputError(
                     f"demo: one-click unsubscribe answered {answer.status_code}"
                 )
-        return WebShown(base, str(message["To"].addresses[0].addr_spec), clicked)
+            _sign_up(http, outbox, settings.site.base_url)
+        return WebShown(base, str(message["To"].addresses[0].addr_spec), clicked, NEWCOMER)
     finally:
         server.should_exit = True
         thread.join()
@@ -240,6 +277,11 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
                 audience = audience_size(session, issue)
                 issue_id, subject = issue.id, issue.subject
             say(f"5. Issue {issue_id} drafted from the newest post: {subject!r}")
+            (folder / "welcome.md").write_bytes(_bundled("welcome.md"))
+            with sessions() as session, session.begin():
+                sequence = create_sequence(session, "welcome", "blog", "confirm")
+                step = add_step(session, settings, sequence.name, folder / "welcome.md", after="0s")
+                welcome_issue = step.issue_id
             shown = preview.write_preview(prepared, recipient, folder / "preview")
             say(f"6. Preview for {recipient.email}: {shown.html_path} and {shown.eml_path}")
             findings = lint.lint_prepared(
@@ -266,6 +308,17 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
                 f"10. `newsletter issue show {issue_id}`: {report.clicks.total} click by a "
                 f"person, {report.clicks.machine} by machines, {report.unsubscribes} "
                 "unsubscribed because of this issue"
+            )
+            # What the daemon does each tick: the due sequence step into its ledger, sent.
+            advance_all(sessions, settings)
+            send_issue(engine, config_path, welcome_issue, workers=1)
+            welcome = [str(m["Subject"]) for m in _mail_to(outbox, web.newcomer)][-1:]
+            if welcome != ["Welcome to Field Notes"]:
+                raise InvalidInputError("demo: the welcome sequence's email did not arrive")
+            say(
+                f"11. {web.newcomer} signed up on the form and confirmed with the link in "
+                f"their email; the welcome sequence (`newsletter sequence show welcome`, "
+                f"from {folder / 'welcome.md'}) sent them {welcome[0]!r}"
             )
         finally:
             engine.dispose()
