@@ -57,7 +57,7 @@ def _stays(predicate, seconds: float) -> None:
     assert predicate()
 
 
-def test_welcome_series_after_confirming_once_each_across_a_kill(web, tmp_path) -> None:
+def test_welcome_series_once_each_across_a_kill_and_a_standby_taking_over(web, tmp_path) -> None:
     site = _site(web, tmp_path)
     daemon = Daemon(site.cli.config)
     daemon.wait_for("scheduler.leader")
@@ -67,8 +67,10 @@ def test_welcome_series_after_confirming_once_each_across_a_kill(web, tmp_path) 
     ((subject, at),) = _arrivals(site, "ada@example.com")
     assert subject == STEP_1
     assert at - confirmed < 3 * TICK + 2  # within a tick (and the send itself)
-    daemon.kill()  # kill -9 between the two steps
-    daemon = Daemon(site.cli.config)
+    standby = Daemon(site.cli.config)
+    standby.wait_for("scheduler.standby")
+    daemon.kill()  # kill -9 between the two steps: the standby takes over
+    daemon = standby
     daemon.wait_for("scheduler.leader")
     _wait(lambda: len(_arrivals(site, "ada@example.com")) == 2, "step 2")
     (_, first), (subject, second) = _arrivals(site, "ada@example.com")
