@@ -2,9 +2,9 @@
 the sequences themselves): called in the same transaction as the event, so a confirmation
 and its welcome series are stored together or not at all.
 
-- ``confirmed``: the double opt-in was completed, or an admin added people as active and
-  asked for it (``--trigger-sequences``): the "confirm" and "join" sequences of their lists.
-- ``joined``: they were added to lists (already confirmed): those lists' "join" sequences.
+- ``confirmed``: the double opt-in for lists was completed (also by someone subscribed to
+  other lists already), or an admin added people as active and asked for it
+  (``--trigger-sequences``): the "confirm" and "join" sequences of those lists.
 - ``tagged``: a tag was added: the "tag:NAME" sequences (of lists they are on).
 
 A reader is enrolled in a sequence once; a second event keeps their place.
@@ -44,12 +44,6 @@ def confirmed(
     """Readers (a subscriber id or a condition) who became confirmed members of ``list_ids``
     (None: of any of their lists). Returns how many enrolments were made."""
     return _enroll(session, ("confirm", "join"), _who(readers), list_ids, now)
-
-
-def joined(
-    session: Session, readers: ColumnElement[bool] | int, list_ids: Iterable[int], now: datetime
-) -> int:
-    return _enroll(session, ("join",), _who(readers), list_ids, now)
 
 
 def tagged(
