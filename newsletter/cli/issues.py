@@ -15,7 +15,6 @@ from rich.table import Table
 
 from ..delivery.send import SendSummary, default_workers, send_issue, set_issue_status
 from ..delivery.send import abort as abort_send
-from ..delivery.testsend import test_send
 from ..durations import duration
 from ..errors import InvalidInputError
 from ..issues import archive as archive_
@@ -34,6 +33,7 @@ from ..tracking.robots import NOT_CLICKS
 from .context import AppContext, app_context
 from .output import ISSUE_ID, JSON_OPT, console, err_console, print_json, print_json_array
 from .params import since_date
+from .previews import show_preview
 from .segments import expression_usage, print_warnings
 from .signals import StopSignals
 from .tables import print_rows
@@ -479,20 +479,7 @@ def preview(
     to: str | None = typer.Option(None, "--to", help="Also send one test message here."),
 ) -> None:
     """Write the issue as HTML and .eml for a sample subscriber (and optionally send a test)."""
-    nl = app_context(ctx)
-    with nl.transaction() as session:
-        issue = service.get_issue(session, issue_id)
-        prepared = prepare(issue, nl.settings)
-        recipient = preview_.sample_recipient(session, issue)
-    result = preview_.write_preview(prepared, recipient, out)
-    console.print(f"HTML: {result.html_path} ({result.size // 1024} KB)")
-    console.print(f".eml: {result.eml_path} (personalised for {recipient.email})")
-    if to is not None:
-        outcome = test_send(prepared, recipient, to, nl.settings)
-        console.print(f"Test message to {to}: {outcome.outcome} ({outcome.code or ''} "
-                      f"{outcome.text})".replace("( ", "("))  # fmt: skip
-        if outcome.outcome != "sent":
-            raise typer.Exit(1)
+    show_preview(app_context(ctx), lambda s: service.get_issue(s, issue_id), out, to)
 
 
 @issue_app.command("lint")

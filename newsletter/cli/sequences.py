@@ -121,22 +121,9 @@ def preview(
     to: str | None = typer.Option(None, "--to", help="Also send one test message here."),
 ) -> None:
     """Write a step as HTML and .eml for a sample reader (and optionally send a test)."""
-    from ..delivery.testsend import test_send
-    from ..issues import preview as preview_
-    from ..issues.render import prepare
+    from .previews import show_preview
 
-    nl = app_context(ctx)
-    with nl.transaction() as session:
-        issue = service.step_issue(session, name, step)
-        prepared = prepare(issue, nl.settings)
-        recipient = preview_.sample_recipient(session, issue)
-    result = preview_.write_preview(prepared, recipient, out)
-    console.print(f"HTML: {result.html_path} ({result.size // 1024} KB)")
-    console.print(f".eml: {result.eml_path} (personalised for {recipient.email})")
-    if to is not None:
-        outcome = test_send(prepared, recipient, to, nl.settings)
-        console.print(f"Test message to {to}: {outcome.outcome} ({outcome.code or ''} "
-                      f"{outcome.text})".replace("( ", "("))  # fmt: skip
+    show_preview(app_context(ctx), lambda s: service.step_issue(s, name, step), out, to)
 
 
 @sequence_app.command("missed")
