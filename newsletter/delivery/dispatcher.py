@@ -137,6 +137,7 @@ class Worker:
         self.backoff: dict[str, datetime] = {}  # domain key -> backing off until
         self.recent: set[str] = set()  # domain keys throttled in the last hour
         self._prepared: dict[int, PreparedIssue] = {}
+        self._steps: dict[int, datetime] = {}  # sequence step issue -> its updated_at, rendered
         self._mail_from: Callable[[int], str] | None = None  # delivery id -> MAIL FROM
 
     def run(self) -> WorkerStats:
@@ -203,8 +204,21 @@ class Worker:
             )
             if claims:
                 self.backoff, self.recent = reputation.active_backoffs(session)
+                self._forget_edited_steps(session, {c.issue_id for c in claims})
         self.stats.claimed += len(claims)
         return claims
+
+    def _forget_edited_steps(self, session: Session, issue_ids: set[int]) -> None:
+        """A sequence step edited since this worker rendered it is rendered again (a worker
+        may send a sequence for days): one look at the issues' times per claimed batch."""
+        steps = issue_ids & self._steps.keys()
+        if not steps:
+            return
+        rows = session.execute(select(Issue.id, Issue.updated_at).where(Issue.id.in_(steps)))
+        for issue_id, updated_at in rows:
+            if updated_at != self._steps[issue_id]:
+                self._prepared.pop(issue_id, None)
+                del self._steps[issue_id]
 
     def _release(self) -> None:
         with self.sessions() as session, session.begin():
@@ -235,6 +249,8 @@ class Worker:
                 if issue is None:
                     raise NewsletterError(f"issue {issue_id} vanished while sending")
                 prepared = prepare(issue, self.settings, tracked=True)
+                if issue.sequence_id is not None:
+                    self._steps[issue_id] = issue.updated_at
             self._prepared[issue_id] = prepared
         return prepared
 

@@ -250,6 +250,10 @@ def set_issue_status(session: Session, issue_id: int, action: str) -> Issue:
     InvalidInputError when the issue is not in a state the action applies to.
     """
     issue = get_issue(session, issue_id)
+    if issue.sequence_id is not None:
+        raise InvalidInputError(
+            f"issue {issue_id} is a step of a sequence: use `newsletter sequence pause|resume`"
+        )
     allowed = {
         "pause": (("sending", "scheduled"), "paused"),
         "resume": (("paused",), "sending"),

@@ -152,6 +152,7 @@ def edit_step(
         step.template, step.html, step.source = email.template, email.html, str(source)
         issue = session.get_one(Issue, step.issue_id)
         issue.subject, issue.preheader = email.subject, email.preheader
+        issue.updated_at = utcnow()  # workers that rendered it render it again
     if after is not None:
         seconds = int(step_files.delay(after).total_seconds())
         store.shift_due(session, sequence.id, step.position,

@@ -99,3 +99,44 @@ def test_unsubscribing_between_steps_stops_the_series(web, tmp_path) -> None:
     assert [s for s, _ in _arrivals(site, "grace@example.com")] == [STEP_1]
     shown = json.loads(site.cli.ok("sequence", "show", "welcome", "--json").stdout)
     assert shown["left"] == 1 and shown["steps"][1]["sent"] == 0
+
+
+def test_an_edited_step_reaches_who_has_not_had_it_even_through_a_running_worker(
+    cli, smtp_server, tmp_path
+) -> None:
+    from newsletter.config import database_url, load_settings
+    from newsletter.sequences.advance import advance_all
+    from newsletter.store import connect, writer_sessions
+    from tests.delivery.test_send_issue import _newsletter, smtp_config
+
+    server = smtp_server()
+    smtp_config(cli, server)
+    cli.ok("list", "create", "blog")
+    cli.ok("sequence", "create", "welcome", "--list", "blog")
+    path = step_file(tmp_path, "1.md", WELCOME)
+    cli.ok("sequence", "step", "add", "welcome", str(path), "--after", "0s")
+    settings = load_settings(cli.config)
+    engine = connect(database_url(settings))
+    sessions = writer_sessions(engine)
+    worker = _newsletter(cli.config, "worker")  # a long-running worker keeps its rendering
+    try:
+        cli.ok("subscriber", "add", "first@example.com", "--list", "blog", "--trigger-sequences")
+        advance_all(sessions, settings)
+        _wait(lambda: len(server.handler.messages) == 1, "the first reader's step 1")
+        step_file(tmp_path, "1.md", WELCOME.replace("Welcome, here", "Welcome (edited), here"))
+        cli.ok("sequence", "step", "edit", "welcome", "1")
+        cli.ok("subscriber", "add", "second@example.com", "--list", "blog", "--trigger-sequences")
+        advance_all(sessions, settings)
+        _wait(lambda: len(server.handler.messages) == 2, "the second reader's step 1")
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=60)
+        engine.dispose()
+    subjects = {
+        m.rcpt_tos[0]: re.search(rb"^Subject: (.*)$", m.content, re.M).group(1).strip()
+        for m in server.handler.messages
+    }
+    assert subjects == {
+        "first@example.com": b"Welcome, here are my five best essays",
+        "second@example.com": b"Welcome (edited), here are my five best essays",
+    }
