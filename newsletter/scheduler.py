@@ -225,7 +225,9 @@ class Daemon:
                 added = ledger.start_issue(session, issue)
                 log.info("issue.start id=%s recipients=%s subject=%r", issue.id, added,
                          issue.subject)  # fmt: skip
-        got = advance_all(self.sessions, self.settings)
+        got = advance_all(
+            self.sessions, self.settings, committed=lambda ids: [self._start_sender(i) for i in ids]
+        )
         if got.taken:
             log.info("sequence.steps queued=%s skipped=%s left=%s done=%s", got.queued,
                      got.skipped, got.left, got.done)  # fmt: skip

@@ -19,7 +19,8 @@ daemon was down, the sequence paused) is recorded as skipped in its ledger, not 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, case, literal
@@ -43,18 +44,28 @@ class Advanced:
     left: int = 0
     done: int = 0
     taken: int = 0  # readers taken (due)
+    issues: set[int] = field(default_factory=set)  # the step issues that got deliveries
 
 
 def advance_all(
-    sessions: sessionmaker[Session], settings: Settings, *, now: datetime | None = None
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    committed: Callable[[set[int]], None] | None = None,
 ) -> Advanced:
-    """Take every reader due now, a batch per transaction. Returns what it did."""
+    """Take every reader due now, a batch per transaction. Returns what it did.
+    ``committed`` is called after each batch with the step issues it gave deliveries (the
+    daemon starts their senders at once, not after the last batch)."""
     total = Advanced()
     while True:
         with sessions() as session, session.begin():
             got = advance(session, settings, now=now or utcnow())
+        if committed is not None and got.issues:
+            committed(got.issues)
         for name in ("queued", "skipped", "left", "done", "taken"):
             setattr(total, name, getattr(total, name) + getattr(got, name))
+        total.issues |= got.issues
         if got.taken < BATCH:
             return total
 
@@ -101,13 +112,16 @@ def advance(session: Session, settings: Settings, *, now: datetime, limit: int =
         readers = Subscriber.id.in_([r.subscriber_id for r in rows])
         if how == "late":
             result.skipped += deliveries.add_audience(
-                session, step.issue_id, now, readers, status="skipped", reason=LATE
-            )
+                session, step.issue_id, now, readers, status="skipped", reason=LATE,
+                only_new=False,
+            )  # fmt: skip
             continue
         zone = zones[step.sequence_id]
         result.queued += deliveries.add_audience(
-            session, step.issue_id, now, readers, not_before=_window_times(step, rows, zone, now)
-        )
+            session, step.issue_id, now, readers,
+            not_before=_window_times(step, rows, zone, now), only_new=False,
+        )  # fmt: skip
+        result.issues.add(step.issue_id)
     store.move_on(session, changes, now)
     result.done = sum(1 for c in changes if c[1] == store.DONE)
     return result

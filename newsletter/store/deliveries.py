@@ -41,6 +41,7 @@ def add_audience(
     *,
     status: str = "pending",
     reason: str = "",
+    only_new: bool = True,
 ) -> int:
     """Add a pending delivery for each active subscriber matching ``audience`` (a condition on
     subscribers, see newsletter.audiences.rules; None: everyone) not in the issue's ledger
@@ -48,7 +49,9 @@ def add_audience(
     first time (an expression on the subscriber: their local hour); None: ``now``. Returns
     how many were added; a concurrent start of the same issue adds each person once (the
     unique key decides). ``status``/``reason``: rows recorded as "skipped" with why (a
-    sequence step too late to send)."""
+    sequence step too late to send). ``only_new=False`` leaves out the NOT EXISTS that skips
+    people already in the ledger (a sequence step's few readers per call: the unique key does
+    it, and PostgreSQL planned the NOT EXISTS over a growing ledger as a nested loop)."""
     already = exists().where(Delivery.issue_id == issue_id, Delivery.subscriber_id == Subscriber.id)
     chosen = (
         select(
@@ -63,9 +66,11 @@ def add_audience(
             literal(""),
             literal(now, UTCDateTime),
         )
-        .where(Subscriber.status == "active", ~already)
+        .where(Subscriber.status == "active")
         .order_by(Subscriber.id)
     )
+    if only_new:
+        chosen = chosen.where(~already)
     if audience is not None:
         chosen = chosen.where(audience)
     columns = (
