@@ -697,3 +697,81 @@ class Enrollment(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# --- the HTTP API and outgoing webhooks (newsletter.tokens, newsletter.webhooks) -----------
+
+
+class ApiToken(Base):
+    """A bearer token of the HTTP API: only its SHA-256 is kept; ``selector`` (the first
+    characters of the token) finds the row, the hash is compared in constant time."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    selector: Mapped[str] = mapped_column(String(16), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """One write through the API: who (the token's name), what, when, from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(200))  # "POST /api/v1/subscribers"
+    target: Mapped[str] = mapped_column(String(300), default="")
+    status: Mapped[int] = mapped_column(Integer)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Webhook(Base):
+    """An outgoing webhook: events POSTed to ``url``, signed per the Standard Webhooks
+    specification with ``secret`` ("whsec_" + base64). ``disabled_reason`` is set when its
+    deliveries kept failing for a day."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookMessage(Base):
+    """An event waiting to reach a webhook (the outbox): written in the transaction of the
+    event itself, so nothing is lost if a process dies; delivered at least once, retried with
+    a growing delay for a day. ``msg_id`` is the same on every attempt (webhook-id)."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        Index("ix_webhook_outbox_due", "status", "next_attempt_at"),
+        Index("ix_webhook_outbox_webhook", "webhook_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(IdType, ForeignKey("webhooks.id", ondelete="CASCADE"))
+    msg_id: Mapped[str] = mapped_column(String(40), unique=True)
+    event: Mapped[str] = mapped_column(String(60))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -96,14 +96,15 @@ def subscriber_rows(
         last_id = batch[-1].id
 
 
-def add_if_new(session: Session, values: dict[str, Any]) -> None:
+def add_if_new(session: Session, values: dict[str, Any]) -> bool:
     """Insert a subscriber with these column values unless one with the same ``email_key``
     exists (then nothing happens: a concurrent insert of the same address is resolved by the
-    unique key, and a known and a new address take the same statement)."""
+    unique key, and a known and a new address take the same statement). True if inserted."""
     from .dialect import insert  # the ORM and both dialects: not for the read-only commands
     from .models import Subscriber
 
     table = Subscriber.__table__
-    session.execute(
+    stmt = (
         insert(session, table).values(values).on_conflict_do_nothing(index_elements=["email_key"])
     )
+    return session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount == 1
