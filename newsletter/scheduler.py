@@ -20,7 +20,8 @@ time, misfire grace = ``scheduler.misfire_grace_seconds``):
   (newsletter.issues.digests).
 - ``bounces`` (every ``bounces.interval_minutes``): process the bounce mailbox.
 
-The ``dispatch`` job also moves sequences on (newsletter.sequences.advance): each reader
+The ``dispatch`` job also delivers the webhook outbox (in a thread of its own) and moves
+sequences on (newsletter.sequences.advance): each reader
 whose next step is due gets it in that step's ledger, which the sending threads then send.
 
 Restart safety: the issue rows are the truth for issues, so a schedule made while the daemon
@@ -66,6 +67,7 @@ from .store import writer_sessions
 from .store.errors import translating
 from .store.locks import SchedulerLock
 from .store.models import Issue, utcnow
+from .webhooks.deliver import deliver_due
 
 log = logging.getLogger("newsletter.scheduler")
 JOB_TABLE = "apscheduler_jobs"
@@ -85,6 +87,7 @@ class Daemon:
     # Issues whose sending failed for a configuration reason: not retried before this time.
     _blocked_until: dict[int, float] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _hooks: threading.Thread | None = field(default=None, init=False)  # delivering webhooks
 
     def __post_init__(self) -> None:
         self.sessions = writer_sessions(self.engine)
@@ -236,6 +239,7 @@ class Daemon:
             due = ledger.issues_with_due_work(session)
         for issue_id in due:
             self._start_sender(issue_id)
+        self._start_webhooks()
 
     def _start_sender(self, issue_id: int) -> None:
         with self._lock:
@@ -270,7 +274,7 @@ class Daemon:
 
     def _join_senders(self) -> None:
         with self._lock:
-            threads = list(self._senders.values())
+            threads = [*self._senders.values(), *([self._hooks] if self._hooks else [])]
         for thread in threads:
             thread.join()
 
@@ -319,6 +323,22 @@ class Daemon:
                 log.info("cadence.digest id=%s cadence=%s list=%s posts=%s", issue.id, cadence,
                          issue.list_id, len(issue.posts))  # fmt: skip
         self.dispatch()
+
+    def _start_webhooks(self) -> None:
+        """Deliver the webhook messages that are due in a thread of their own (a slow
+        receiver must not hold up dispatching); `newsletter serve` delivers them too."""
+        with self._lock:
+            if self.stop.is_set() or (self._hooks is not None and self._hooks.is_alive()):
+                return
+            self._hooks = threading.Thread(target=self._webhooks, name="webhooks", daemon=False)
+            self._hooks.start()
+
+    def _webhooks(self) -> None:
+        try:
+            with translating():
+                deliver_due(self.sessions, self.settings.webhooks)
+        except Exception:  # logged; the next dispatch tries again (the outbox keeps them)
+            log.exception("webhooks.error")
 
     def bounces(self) -> None:
         """Process the bounce mailbox once (logs its problems, never raises)."""

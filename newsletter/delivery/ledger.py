@@ -27,7 +27,7 @@ from ..config import SendingSettings
 from ..errors import InvalidInputError
 from ..issues import schedule
 from ..issues import status as issue_status
-from ..store import deliveries
+from ..store import deliveries, outbox
 from ..store import issues as issues_store
 from ..store.models import Issue, Subscriber, SubscriberEvent, UTCDateTime, utcnow
 from ..subscribers import status as subscriber_status
@@ -318,6 +318,10 @@ def finish_if_done(session: Session, issue: Issue, *, now: datetime | None = Non
     issue_status.change(issue, issue_status.SENT)
     issue.finished_at = now or utcnow()
     session.flush()
+    counts = deliveries.counts(session, issue.id)
+    data = {"id": issue.id, "subject": issue.subject, "list_id": issue.list_id,
+            "finished_at": issue.finished_at.isoformat(), "deliveries": counts}  # fmt: skip
+    outbox.emit(session, "issue.sent", data, at=issue.finished_at)
     return True
 
 

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from ..config import WebSettings
 from ..errors import InvalidInputError, NotFoundError, RateLimitedError
-from ..store import ratelimits
+from ..store import outbox, ratelimits
 from ..store import subscribers as store_subscribers
 from ..store import tracking as store_tracking
 from ..store.models import (
@@ -233,8 +233,10 @@ def _subscriber_for(session: Session, email: str, key: str, name: str) -> Subscr
     statements), and resolves a concurrent sign-up of the same new address by the unique
     email_key."""
     values = {"email": email, "email_key": key, "name": name, "status": sub_status.UNCONFIRMED}
-    store_subscribers.add_if_new(session, values | {"attributes": {}, "source": SOURCE})
-    return session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one()
+    added = store_subscribers.add_if_new(session, values | {"attributes": {}, "source": SOURCE})
+    sub = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one()
+    outbox.subscriber_created(session, sub, new=added)
+    return sub
 
 
 def request_signup(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, object_session, selectinload
 
 from ..errors import InvalidInputError, NotFoundError
 from ..store import cadence as store_cadence
+from ..store import outbox
 from ..store import tags as store_tags
 from ..store import tracking as store_tracking
 from ..store.models import (
@@ -150,6 +151,7 @@ def add_subscriber(
         )
         session.add(sub)
         session.flush()
+        outbox.subscriber_created(session, sub)
         kind = "confirmed" if status == "active" else "subscribed"
         log_event(session, sub.id, kind, source=source, ip=ip, detail={"by": "admin"})
     elif sub.status in SUPPRESSED_STATUSES:
@@ -177,6 +179,7 @@ def log_event(
     detail: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> None:
+    at = at or utcnow()
     session.add(
         SubscriberEvent(
             subscriber_id=subscriber_id,
@@ -184,9 +187,10 @@ def log_event(
             source=source,
             ip=ip,
             detail=detail or {},
-            at=at or utcnow(),
+            at=at,
         )
     )
+    outbox.subscriber_event(session, kind, subscriber_id, at)  # for the webhooks that want it
 
 
 def iter_subscribers(
