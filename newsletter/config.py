@@ -234,6 +234,26 @@ class SequenceSettings(_Section, frozen=True):
             raise ValueError(f"max_late: {self.max_late!r} is not a duration ({EXAMPLES})")
 
 
+class ApiSettings(_Section, frozen=True):
+    """[api]: the HTTP API under /api/v1 of `newsletter serve` (newsletter.tokens).
+    ``requests_per_minute``: each token's limit (429 with Retry-After beyond)."""
+
+    requests_per_minute: Range(int, ge=1) = 600
+
+
+class WebhookSettings(_Section, frozen=True):
+    """[webhooks]: outgoing webhooks (newsletter.webhooks). ``allow_private``: targets on
+    loopback or private networks are refused unless true (the API must not be turned against
+    the server's own network). ``retry_hours``: how long a failing message is retried before
+    its webhook is disabled. ``interval_seconds``: how often `serve` and `run` look for
+    messages to deliver."""
+
+    allow_private: bool = False
+    timeout_seconds: Range(float, gt=0, le=60) = 10.0
+    retry_hours: Range(float, gt=0) = 24.0
+    interval_seconds: Range(float, gt=0) = 1.0
+
+
 class ListSettings(_Section, frozen=True):
     """[lists.NAME]: one list's defaults. ``cadence``: for readers who did not choose one
     ("post", "weekly" or "monthly"). ``timezone``: the hour of readers with no zone of their
@@ -373,6 +393,8 @@ class Settings(_Section, frozen=True):
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     cadence: CadenceSettings = field(default_factory=CadenceSettings)
     sequences: SequenceSettings = field(default_factory=SequenceSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     lists: dict[str, ListSettings] = field(default_factory=dict)
     # Directory of the config file: relative paths in it are relative to this.
     base_dir: str = "."

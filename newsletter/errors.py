@@ -119,3 +119,11 @@ class FormExpiredError(NewsletterError):
 class BounceSourceError(NewsletterError):
     """The bounce source cannot be read: a missing or wrong path, an IMAP server that cannot
     be reached or refuses the login. Nothing was processed after the problem."""
+
+
+class AuthError(NewsletterError):
+    """An API request without a valid token (401) or without the scope it needs (403)."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status

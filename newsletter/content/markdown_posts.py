@@ -128,6 +128,11 @@ def load_markdown_post(path: str | Path, *, base_url: str = "") -> PostData:
     )
 
 
+def render_markdown(text: str) -> str:
+    """CommonMark (with tables) as HTML, not yet sanitised (``build_post`` does that)."""
+    return _MARKDOWN.render(text)
+
+
 @dataclass(frozen=True, slots=True)
 class MarkdownEmail:
     """An email written as Markdown (a sequence step): its front matter's ``subject``,

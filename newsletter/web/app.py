@@ -94,12 +94,14 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     secret: bytes | None = None,
     cleanup_interval: float | None = CLEANUP_INTERVAL_SECONDS,
+    webhooks: bool = True,
 ) -> Starlette:
     """The subscriber web service as an ASGI app on ``engine`` (a migrated database).
 
     ``clock`` gives the current UTC time (tests move it); ``secret`` signs form tokens
     (default: from ``web.secret_env``, else random); ``cleanup_interval`` is the period of
-    the expired-sign-up clean-up (None: never, e.g. when another process runs it).
+    the expired-sign-up clean-up (None: never, e.g. when another process runs it);
+    ``webhooks``: deliver the webhook outbox every ``[webhooks] interval_seconds``.
     Raises ContentError if ``[templates] dir`` does not exist, ConfigError for a
     ``web.trusted_proxies`` entry that is not an address or network.
     """
@@ -107,18 +109,21 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = None
+        tasks = []
         if cleanup_interval is not None:
-            task = asyncio.create_task(_cleanup_loop(web, cleanup_interval))
+            tasks.append(asyncio.create_task(_cleanup_loop(web, cleanup_interval)))
+        if webhooks:
+            tasks.append(asyncio.create_task(_webhook_loop(web)))
         web.redirector.recorder.start()
         try:
             yield
         finally:
             await asyncio.to_thread(web.redirector.recorder.stop)
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            web.close()
 
     app = Starlette(
         routes=[*pages.routes, *api.routes(settings.web)],
@@ -154,3 +159,12 @@ async def _cleanup_loop(web: WebApp, interval: float) -> None:
         except Exception:  # logged; the next round tries again
             log.exception("clean-up of expired sign-ups failed")
         await asyncio.sleep(interval)
+
+
+async def _webhook_loop(web: WebApp) -> None:
+    while True:
+        try:
+            await web.deliver_webhooks()
+        except Exception:  # logged; the next round tries again (nothing is lost: the outbox)
+            log.exception("webhook delivery failed")
+        await asyncio.sleep(web.settings.webhooks.interval_seconds)

@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, Response
 
 from ..compose import templates as tpl
 from ..config import Settings
-from ..store import session_factory, writer_sessions
+from ..store import connect, session_factory, writer_sessions
 from ..store.errors import translating
 from ..store.models import utcnow
 from ..subscribers.optin import (
@@ -36,6 +36,7 @@ from ..subscribers.optin import (
 )
 from ..tracking.redirector import Redirector
 from ..tracking.retention import forget_tracked_people
+from ..webhooks.deliver import deliver_due
 from .mail import ConfirmationMailer
 from .security import TIMEZONE_SCRIPT, CsrfSigner, load_secret
 
@@ -69,6 +70,10 @@ class WebApp:
         self._writes: sessionmaker[Session] = writer_sessions(engine)
         self._reads: sessionmaker[Session] = session_factory(engine)
         self.redirector = Redirector(settings.tracking, self._writes)
+        # The webhook deliverer has a pool of its own: a slow receiver never holds the
+        # connections the requests need.
+        self._hooks_engine = connect(engine.url.render_as_string(hide_password=False))
+        self._hooks: sessionmaker[Session] = writer_sessions(self._hooks_engine)
         # loads that requests arriving together share (pages/track.py), by what they load
         self.loading: dict[object, asyncio.Future[None]] = {}
 
@@ -128,6 +133,13 @@ class WebApp:
         if done.expired_people:
             log.info("deleted %d expired unconfirmed sign-up(s)", done.expired_people)
         await self.run(forget_tracked_people, self.settings.tracking, now=self.clock())
+
+    async def deliver_webhooks(self) -> int:
+        """Deliver the webhook messages that are due (newsletter.webhooks.deliver)."""
+        return await run_in_threadpool(deliver_due, self._hooks, self.settings.webhooks)
+
+    def close(self) -> None:
+        self._hooks_engine.dispose()
 
     # -- pages ----------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""/api/v1: the HTTP API with scoped tokens (docs/api.md)."""
