@@ -35,6 +35,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "issue": ("issues", "Issues: editions of the newsletter."),
     "segment": ("segments", "Segments: named audiences (tags, lists, attributes, clicks)."),
     "sequence": ("sequences", "Sequences: a welcome email and drip series for new readers."),
+    "token": ("tokens", "API tokens: create, list, revoke."),
+    "audit": (
+        "tokens",
+        "What was written through the API: who (the token), what, when, from where.",
+    ),
+    "webhook": ("webhooks", "Outgoing webhooks, signed per Standard Webhooks."),
     "stats": ("stats", "List growth per week and click rates per issue."),
     "worker": ("worker", "Claim and send deliveries of any sending issue until SIGTERM or Ctrl-C."),
     "run": ("run", "The scheduler daemon: sends due issues, polls feeds, builds digests, retries."),
