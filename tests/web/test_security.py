@@ -132,6 +132,7 @@ def test_nothing_of_the_admin_cli_is_served(web) -> None:
         "/l/{token}",
         "/o/{token}",
         "/unsubscribe/{token}/why",
+        "/api/v1",  # the HTTP API: every route needs a token (tests/api)
     }
     for path in ("/admin", "/subscribers", "/api/subscribers", "/issues/1/send", "/lists"):
         assert site.http.get(path).status_code == 404
