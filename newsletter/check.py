@@ -160,6 +160,27 @@ def check_site(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_dkim(settings: Settings, lookup: object | None = None) -> list[Check]:
+    """Each [dkim] key: it loads, and the DNS record at SELECTOR._domainkey.DOMAIN publishes
+    it (a warning when DNS cannot be asked). No keys: a warning, since Gmail and Yahoo
+    refuse unsigned bulk mail."""
+    if not settings.dkim.all_keys():
+        return [Check("dkim", "warn", "no [dkim] key: large receivers reject unsigned bulk "
+                                      "mail; run `newsletter dkim keygen`")]  # fmt: skip
+    from .dkim import published
+    from .dkim.sign import signer_for
+
+    try:
+        signer = signer_for(settings.dkim, settings.base_dir)
+    except NewsletterError as exc:
+        return [Check("dkim", "fail", str(exc))]
+    checks = []
+    for key in signer.keys if signer else []:
+        found = published.check(key, lookup or published.dns_txt)  # type: ignore[arg-type]
+        checks.append(Check("dkim", found.level, found.detail))  # type: ignore[arg-type]
+    return checks
+
+
 def run_checks(settings: Settings, config_path: Path | None = None) -> list[Check]:
     """Every check, in the order a newcomer would fix them; ``config_path`` is the file the
     settings came from (its mode is checked)."""
@@ -170,6 +191,7 @@ def run_checks(settings: Settings, config_path: Path | None = None) -> list[Chec
         engine.dispose()  # SQLite removes its -wal and -shm files when the last one closes
     checks += check_file_modes(settings, config_path)
     checks.append(check_transport(settings))
+    checks += check_dkim(settings)
     checks += check_feeds(settings)
     checks.append(check_templates(settings))
     checks += check_site(settings)

@@ -234,6 +234,36 @@ class SequenceSettings(_Section, frozen=True):
             raise ValueError(f"max_late: {self.max_late!r} is not a duration ({EXAMPLES})")
 
 
+class DkimKey(_Section, frozen=True):
+    """One more key of [[dkim.keys]] (for RSA + Ed25519 dual signing); ``domain`` defaults to
+    [dkim] domain."""
+
+    selector: str = ""
+    private_key_file: str = ""
+    domain: str = ""
+
+
+class DkimSettings(_Section, frozen=True):
+    """[dkim]: sign every message (newsletter.dkim). ``domain`` should be the From address's
+    domain (alignment, DMARC); ``selector`` names the DNS record
+    (SELECTOR._domainkey.DOMAIN); ``private_key_file`` from `newsletter dkim keygen`."""
+
+    domain: str = ""
+    selector: str = ""
+    private_key_file: str = ""
+    keys: tuple[DkimKey, ...] = ()
+
+    def all_keys(self) -> list[tuple[str, str, str]]:
+        """(domain, selector, key file) of each key configured."""
+        found = (
+            [(self.domain, self.selector, self.private_key_file)]
+            if (self.selector or self.private_key_file)
+            else []
+        )
+        found += [(k.domain or self.domain, k.selector, k.private_key_file) for k in self.keys]
+        return found
+
+
 class ApiSettings(_Section, frozen=True):
     """[api]: the HTTP API under /api/v1 of `newsletter serve` (newsletter.tokens).
     ``requests_per_minute``: each token's limit (429 with Retry-After beyond)."""
@@ -394,6 +424,7 @@ class Settings(_Section, frozen=True):
     cadence: CadenceSettings = field(default_factory=CadenceSettings)
     sequences: SequenceSettings = field(default_factory=SequenceSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     lists: dict[str, ListSettings] = field(default_factory=dict)
     # Directory of the config file: relative paths in it are relative to this.

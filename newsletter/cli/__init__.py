@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "What was written through the API: who (the token), what, when, from where.",
     ),
     "webhook": ("webhooks", "Outgoing webhooks, signed per Standard Webhooks."),
+    "dkim": ("dkim", "DKIM signing keys."),
     "stats": ("stats", "List growth per week and click rates per issue."),
     "worker": ("worker", "Claim and send deliveries of any sending issue until SIGTERM or Ctrl-C."),
     "run": ("run", "The scheduler daemon: sends due issues, polls feeds, builds digests, retries."),

@@ -147,8 +147,9 @@ class Worker:
     async def _run(self) -> WorkerStats:
         own_transport = self.transport is None
         transport = self.transport or make_transport(
-            self.settings.smtp, self.settings.sending, base_dir=self.settings.base_dir
-        )
+            self.settings.smtp, self.settings.sending, base_dir=self.settings.base_dir,
+            dkim=self.settings.dkim,
+        )  # fmt: skip
         settler = _Settler(self, window=self.connections)
         feed: _Feed | None = None
         try:

@@ -173,7 +173,9 @@ def send_issue(
     settings = load_settings(config_path)
     # Settings that cannot work (no password, plain-text AUTH to a remote host) are refused
     # here, once, before the issue changes state or any process starts.
-    make_transport(settings.smtp, settings.sending, base_dir=Path(settings.base_dir))
+    make_transport(
+        settings.smtp, settings.sending, base_dir=Path(settings.base_dir), dkim=settings.dkim
+    )
     stop = stop or threading.Event()
     started = time.monotonic()
     sessions = writer_sessions(engine)

@@ -28,7 +28,9 @@ def test_send(prepared: PreparedIssue, sample: Recipient, to: str, settings: Set
     )
 
     async def once() -> Result:
-        transport = make_transport(settings.smtp, settings.sending, base_dir=settings.base_dir)
+        transport = make_transport(
+            settings.smtp, settings.sending, base_dir=settings.base_dir, dkim=settings.dkim
+        )
         try:
             return (await transport.send([envelope]))[0]
         finally:

@@ -139,8 +139,9 @@ class ConfirmationMailer:
                 smtputf8=not local.isascii(),
             )
             transport = make_transport(
-                self.settings.smtp, self.settings.sending, base_dir=self.settings.base_dir
-            )
+                self.settings.smtp, self.settings.sending, base_dir=self.settings.base_dir,
+                dkim=self.settings.dkim,
+            )  # fmt: skip
             try:
                 result = (await transport.send([envelope]))[0]
             finally:
