@@ -1,7 +1,7 @@
 """Send benchmark: `newsletter issue send` of a 20 KB issue to 50,000 and 200,000 subscribers.
 
     python bench/send.py [--sizes 50000,200000] [--pg postgresql://postgres@127.0.0.1/test]
-                         [--no-baseline]
+                         [--no-baseline] [--dkim off,rsa,ed25519]
 
 For each store (SQLite, and PostgreSQL when --pg or NEWSLETTER_TEST_DATABASE_URL is given) and
 each size: a fresh database, subscribers imported from a generated CSV, a Markdown post of
@@ -13,6 +13,9 @@ that every subscriber got exactly one message.
 Before each send it runs bench/transport.py (the SMTP transport alone, same message count, 8
 connections) and prints the ratio of the two: end to end ÷ transport alone, which tells the
 cost of the ledger and composing apart from a slow hour of the machine.
+
+``--dkim off,rsa,ed25519`` sends the same issue once per mode in the same run: without DKIM,
+signed with an RSA-2048 key, and with an Ed25519 key (`newsletter dkim keygen`).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def prepare(workdir: Path, url: str, size: int, port: int) -> Path:
+def prepare(workdir: Path, url: str, size: int, port: int, dkim: str = "off") -> Path:
     config = workdir / "newsletter.toml"
     config.write_text(
         f"""
@@ -83,6 +86,13 @@ batch_size = 1000
 """,
         encoding="utf-8",
     )
+    if dkim != "off":
+        key = workdir / f"dkim-{dkim}.pem"
+        cli(config, "dkim", "keygen", "--domain", "news.example.com", "--selector", dkim,
+            "--type", dkim, "--out", str(key))  # fmt: skip
+        with config.open("a", encoding="utf-8") as fh:
+            fh.write(f'[dkim]\ndomain = "news.example.com"\nselector = "{dkim}"\n'
+                     f'private_key_file = "{key}"\n')  # fmt: skip
     cli(config, "db", "upgrade")
     people = workdir / "people.csv"
     with people.open("w", encoding="utf-8") as fh:
@@ -113,7 +123,9 @@ def transport_alone(size: int) -> float:
     return float(proc.stdout.split(" messages/s")[0].split()[-1].replace(",", ""))
 
 
-def run(label: str, url: str, size: int, workdir: Path, baseline: bool = True) -> None:
+def run(
+    label: str, url: str, size: int, workdir: Path, baseline: bool = True, dkim: str = "off"
+) -> None:
     alone = transport_alone(size) if baseline else 0.0
     port = free_port()
     rcpt_log = workdir / "rcpt.log"
@@ -124,7 +136,7 @@ def run(label: str, url: str, size: int, workdir: Path, baseline: bool = True) -
     )
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        config = prepare(workdir, url, size, port)
+        config = prepare(workdir, url, size, port, dkim)
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-c", MEASURE, sys.executable, "-m", "newsletter", "--config",
@@ -141,7 +153,8 @@ def run(label: str, url: str, size: int, workdir: Path, baseline: bool = True) -
     counts = collections.Counter(rcpt_log.read_text().split())
     once = len(counts) == size and set(counts.values()) == {1}
     print(
-        f"{label:<10} {size:>8,} recipients  {elapsed:6.1f} s  {size / elapsed:7,.0f} msg/s  "
+        f"{label:<10} dkim {dkim:<7} {size:>8,} recipients  {elapsed:6.1f} s  "
+        f"{size / elapsed:7,.0f} msg/s  "
         f"peak RSS {rss_kb / 1024:5.0f} MB  each exactly once: {'yes' if once else 'NO'}"
     )
     print(f"{'':<10} {proc.stdout.strip()}")
@@ -158,17 +171,19 @@ def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("NEWSLETTER_TEST_DATABASE_URL", ""))
     parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
     parser.add_argument("--no-baseline", action="store_true", help="skip bench/transport.py")
+    parser.add_argument("--dkim", default="off", help="modes to compare: off,rsa,ed25519")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     for size in sizes:
-        if args.only in (None, "sqlite"):
-            with tempfile.TemporaryDirectory() as tmp:
-                db = f"sqlite:///{Path(tmp) / 'bench.db'}"
-                run("sqlite", db, size, Path(tmp), not args.no_baseline)
-        if args.only in (None, "postgresql") and args.pg:
-            with pg_schema(args.pg, "bench_send") as url, tempfile.TemporaryDirectory() as tmp:
-                run("postgresql", url, size, Path(tmp), not args.no_baseline)
+        for mode in args.dkim.split(","):
+            if args.only in (None, "sqlite"):
+                with tempfile.TemporaryDirectory() as tmp:
+                    db = f"sqlite:///{Path(tmp) / 'bench.db'}"
+                    run("sqlite", db, size, Path(tmp), not args.no_baseline, mode)
+            if args.only in (None, "postgresql") and args.pg:
+                with pg_schema(args.pg, "bench_send") as url, tempfile.TemporaryDirectory() as tmp:
+                    run("postgresql", url, size, Path(tmp), not args.no_baseline, mode)
 
 
 if __name__ == "__main__":
