@@ -234,6 +234,29 @@ class SequenceSettings(_Section, frozen=True):
             raise ValueError(f"max_late: {self.max_late!r} is not a duration ({EXAMPLES})")
 
 
+class ProviderSettings(_Section, frozen=True):
+    """[providers]: bounce and complaint events from sending providers, received by
+    `newsletter serve` under /providers/... (newsletter.bounces.providers; docs/bounces.md).
+    A provider's endpoint answers only when it is configured here. Secrets come from the
+    environment variables named; ``sendgrid_public_key`` (the verification key, base64) and
+    ``ses_certificate_file`` (a certificate to trust instead of downloading SNS's signing
+    certificate from amazonaws.com) are not secret. Signed events older than
+    ``max_age_seconds`` are refused as replays."""
+
+    max_age_seconds: Range(int, ge=10) = 300
+    ses_topic_arns: tuple[str, ...] = ()
+    ses_certificate_file: str = ""
+    postmark_username: str = ""
+    postmark_password_env: str = "NEWSLETTER_POSTMARK_PASSWORD"
+    postmark_path_secret_env: str = "NEWSLETTER_POSTMARK_PATH_SECRET"
+    mailgun_signing_key_env: str = "NEWSLETTER_MAILGUN_SIGNING_KEY"
+    sendgrid_public_key: str = ""
+
+    def env(self, name: str) -> str:
+        variable = getattr(self, name)
+        return os.environ.get(variable, "") if variable else ""
+
+
 class DkimKey(_Section, frozen=True):
     """One more key of [[dkim.keys]] (for RSA + Ed25519 dual signing); ``domain`` defaults to
     [dkim] domain."""
@@ -425,6 +448,7 @@ class Settings(_Section, frozen=True):
     sequences: SequenceSettings = field(default_factory=SequenceSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
+    providers: ProviderSettings = field(default_factory=ProviderSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     lists: dict[str, ListSettings] = field(default_factory=dict)
     # Directory of the config file: relative paths in it are relative to this.

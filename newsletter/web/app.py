@@ -37,6 +37,7 @@ from ..errors import (
 )
 from ..store.models import utcnow
 from . import api, pages
+from .api import providers
 from .inputs import UnexpectedErrorMiddleware
 from .security import (
     AccessLogMiddleware,
@@ -126,7 +127,7 @@ def create_app(
             web.close()
 
     app = Starlette(
-        routes=[*pages.routes, *api.routes(settings.web)],
+        routes=[*pages.routes, *api.routes(settings.web), *providers.routes(settings)],
         middleware=[
             Middleware(
                 ClientAddressMiddleware, proxies=TrustedProxies(settings.web.trusted_proxies)
