@@ -37,7 +37,10 @@ def by_email(session: Session, email: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.email_key == key))
 
 
-def record(session: Session, sub: Subscriber) -> dict[str, Any]:
+def record(session: Session, sub: Subscriber, tag_names: list[str] | None = None) -> dict[str, Any]:
+    """The API's form of a subscriber (``tag_names``: their tags, when already read)."""
+    if tag_names is None:
+        tag_names = store_tags.names_by_subscriber(session, [sub.id])[sub.id]
     return {
         "id": sub.id,
         "email": sub.email,
@@ -45,7 +48,7 @@ def record(session: Session, sub: Subscriber) -> dict[str, Any]:
         "status": sub.status,
         "attributes": sub.attributes or {},
         "lists": sorted(m.name for m in sub.lists),
-        "tags": store_tags.names_by_subscriber(session, [sub.id])[sub.id],
+        "tags": tag_names,
         "timezone": sub.timezone,
         "source": sub.source,
         "created_at": sub.created_at,
@@ -87,7 +90,7 @@ def page(
     more = len(rows) > limit
     rows = rows[:limit]
     named = store_tags.names_by_subscriber(session, [s.id for s in rows]) if rows else {}
-    records = [record(session, s) | {"tags": named.get(s.id, [])} for s in rows]
+    records = [record(session, s, named.get(s.id, [])) for s in rows]
     return records, (rows[-1].id if more else None)
 
 

@@ -173,30 +173,28 @@ class Api:
     async def _handle(self, endpoint: Endpoint, request: Request, limiter: RateLimiter) -> Response:
         web = web_app(request)
         ip = request.client.host if request.client else ""
-        actor = ""
+        who: dict[str, Any] = {}  # the token, once known (for the audit of a refused write)
         action = f"{endpoint.method} {request.url.path}"[:200]
         try:
-            token = await self._authenticate(web, request)
-            actor = token.name
-            if endpoint.scope not in token.scopes:
-                raise ApiError(403, "Forbidden", f"this token lacks the scope {endpoint.scope!r}")
-            limiter.check(token.name, web.settings.api.requests_per_minute)
+            presented = _bearer(request)
             query = _query(endpoint, request)
             body = await _body(endpoint, request)
-            call_args = (endpoint, actor, web, dict(request.path_params), query, body, ip, action)
+            # The token, its scope and rate, and the handler: one transaction.
+            args = (endpoint, presented, limiter, who, web, dict(request.path_params), query,
+                    body, ip, action)  # fmt: skip
             run = web.run if endpoint.writes else web.read
-            result, after = await run(_invoke, *call_args)
+            result, after = await run(_invoke, *args)
             for task in after:
                 await task()
         except ApiError as exc:
-            await self._audit_failure(web, endpoint, actor, action, ip, exc.status)
+            await self._audit_failure(web, endpoint, who.get("name", ""), action, ip, exc.status)
             return problem(exc.status, exc.title, exc.detail, field=exc.field,
                            headers=exc.headers)  # fmt: skip
         except NewsletterError as exc:
             status, title = _status_of(exc)
             if status >= 500:
                 log.error("api %s: %s", action, exc)
-            await self._audit_failure(web, endpoint, actor, action, ip, status)
+            await self._audit_failure(web, endpoint, who.get("name", ""), action, ip, status)
             retry = (
                 {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else {}
             )
@@ -211,16 +209,6 @@ class Api:
             status, result = result
         return Response(msgspec.json.encode(result), status_code=status,
                         media_type="application/json")  # fmt: skip
-
-    async def _authenticate(self, web: WebApp, request: Request) -> Any:
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
-            raise AuthError("send the token as Authorization: Bearer TOKEN")
-        token = await web.read(tokens.authenticate, presented.strip())
-        if tokens.needs_touch(token):
-            await web.run(tokens.touch, token.id)
-        return token
 
     async def _audit_failure(
         self, web: WebApp, endpoint: Endpoint, actor: str, action: str, ip: str, status: int
@@ -238,10 +226,20 @@ class Api:
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
+def _bearer(request: Request) -> str:
+    """The presented token (no database yet). Raises AuthError (401) without one."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise AuthError("send the token as Authorization: Bearer TOKEN")
+    return presented.strip()
+
+
 def _invoke(
     session: Session,
     endpoint: Endpoint,
-    actor: str,
+    presented: str,
+    limiter: RateLimiter,
+    who: dict[str, Any],
     web: WebApp,
     params: dict[str, Any],
     query: Any,
@@ -249,12 +247,19 @@ def _invoke(
     ip: str,
     action: str,
 ) -> tuple[Any, list[Callable[[], Any]]]:
-    call = Call(session, actor, web.settings, params, query, body, ip, web)
+    token = tokens.authenticate(session, presented)
+    who["name"] = token.name
+    if endpoint.scope not in token.scopes:
+        raise ApiError(403, "Forbidden", f"this token lacks the scope {endpoint.scope!r}")
+    limiter.check(token.name, web.settings.api.requests_per_minute)
+    call = Call(session, token.name, web.settings, params, query, body, ip, web)
+    if tokens.needs_touch(token):  # last_used_at, written at most once a minute
+        call.after.append(lambda: web.run(tokens.touch, token.id))
     result = endpoint.handler(call)
     if endpoint.writes:
         status = result[0] if isinstance(result, tuple) else endpoint.status
-        audit.record(session, actor=actor, action=action, target=call.target, status=status,
-                     ip=ip)  # fmt: skip
+        audit.record(session, actor=token.name, action=action, target=call.target,
+                     status=status, ip=ip)  # fmt: skip
     return result, call.after
 
 
