@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from baseline import typer_import
 from pgschema import pg_schema
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -178,9 +179,7 @@ def baselines(url: str) -> str:
     """Figures of this machine in this minute, to read the others against: the time of
     `python -c "import typer"` (part of every CLI start) and of one plain COUNT(*) of the
     subscribers through the driver."""
-    began = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import typer"], check=True)
-    typer_s = time.perf_counter() - began
+    typer_s = typer_import(runs=1)
     engine = connect(url)
     try:
         with engine.connect() as conn:

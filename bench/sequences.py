@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from baseline import typer_import
 from pgschema import pg_schema
 from send import free_port, transport_alone
 from sqlalchemy import Engine, bindparam, event, text
@@ -173,9 +174,7 @@ def fill(url: str, rows: int, settings: Settings, workdir: Path) -> tuple[float,
 def baselines(url: str, due: int) -> str:
     """Figures of this machine in this minute: `python -c "import typer"`, one plain COUNT(*)
     of the enrollments, the SMTP transport alone for ``due`` messages (bench/transport.py)."""
-    began = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import typer"], check=True)
-    typer_s = time.perf_counter() - began
+    typer_s = typer_import(runs=1)
     engine = connect(url)
     try:
         with engine.connect() as conn:
