@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from baseline import typer_import
+from baseline import count_seconds, typer_import
 from pgschema import pg_schema
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -179,15 +179,7 @@ def baselines(url: str) -> str:
     """Figures of this machine in this minute, to read the others against: the time of
     `python -c "import typer"` (part of every CLI start) and of one plain COUNT(*) of the
     subscribers through the driver."""
-    typer_s = typer_import(runs=1)
-    engine = connect(url)
-    try:
-        with engine.connect() as conn:
-            began = time.perf_counter()
-            conn.exec_driver_sql("SELECT count(*) FROM subscribers").scalar()
-            count_s = time.perf_counter() - began
-    finally:
-        engine.dispose()
+    typer_s, count_s = typer_import(runs=1), count_seconds(url, "subscribers")
     return f"baselines: import typer {typer_s:.2f} s, plain COUNT(*) of subscribers {count_s:.2f} s"
 
 

@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from baseline import site_config
 from pgschema import pg_schema
 
 HERE = Path(__file__).resolve().parent
@@ -65,17 +66,8 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def prepare(workdir: Path, url: str, size: int, port: int, dkim: str = "off") -> Path:
     config = workdir / "newsletter.toml"
     config.write_text(
-        f"""
-[site]
-name = "Field Notes"
-base_url = "https://news.example.com"
-postal_address = "Field Notes AB, Sveavägen 1, 111 57 Stockholm, Sweden"
-[sender]
-from_name = "Field Notes"
-from_address = "letters@news.example.com"
-[database]
-url = "{url}"
-[smtp]
+        site_config(url)
+        + f"""[smtp]
 host = "127.0.0.1"
 port = {port}
 concurrency = {os.environ.get("BENCH_CONCURRENCY", "8")}

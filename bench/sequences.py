@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from baseline import typer_import
+from baseline import count_seconds, site_config, typer_import
 from pgschema import pg_schema
 from send import free_port, transport_alone
 from sqlalchemy import Engine, bindparam, event, text
@@ -115,17 +115,8 @@ def email(i: int) -> str:
 def write_config(workdir: Path, label: str, url: str, port: int) -> Path:
     config = workdir / f"{label}.toml"
     config.write_text(
-        f"""
-[site]
-name = "Field Notes"
-base_url = "https://news.example.com"
-postal_address = "Field Notes AB, Sveavägen 1, 111 57 Stockholm, Sweden"
-[sender]
-from_name = "Field Notes"
-from_address = "letters@news.example.com"
-[database]
-url = "{url}"
-[smtp]
+        site_config(url)
+        + f"""[smtp]
 host = "127.0.0.1"
 port = {port}
 concurrency = 8
@@ -174,15 +165,7 @@ def fill(url: str, rows: int, settings: Settings, workdir: Path) -> tuple[float,
 def baselines(url: str, due: int) -> str:
     """Figures of this machine in this minute: `python -c "import typer"`, one plain COUNT(*)
     of the enrollments, the SMTP transport alone for ``due`` messages (bench/transport.py)."""
-    typer_s = typer_import(runs=1)
-    engine = connect(url)
-    try:
-        with engine.connect() as conn:
-            began = time.perf_counter()
-            conn.exec_driver_sql("SELECT count(*) FROM enrollments").scalar()
-            count_s = time.perf_counter() - began
-    finally:
-        engine.dispose()
+    typer_s, count_s = typer_import(runs=1), count_seconds(url, "enrollments")
     alone = due / transport_alone(due)
     return (f"baselines: import typer {typer_s:.2f} s, COUNT(*) of enrollments {count_s:.3f} s, "
             f"transport alone {due:,} in {alone:.2f} s (~20 KB messages)")  # fmt: skip
