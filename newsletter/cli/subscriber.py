@@ -50,6 +50,11 @@ def add(
         help="Start the sequences (welcome series) their lists and tags trigger, as for a "
         "reader who confirmed.",
     ),
+    restart: bool = typer.Option(
+        False,
+        "--restart",
+        help="With --trigger-sequences: who is in a sequence already starts it again.",
+    ),
 ) -> None:
     """Add a subscriber (active unless --unconfirmed), or add an existing one to lists."""
     from ..store.models import utcnow
@@ -59,7 +64,11 @@ def add(
     with app_context(ctx).transaction() as session:
         sub, created = service.add_subscriber(session, email, name=name, lists=lists, status=status)
         names = [m.name for m in sub.lists]
-        enrolled = enrol.confirmed(session, sub.id, None, utcnow()) if trigger_sequences else 0
+        enrolled = (
+            enrol.confirmed(session, sub.id, None, utcnow(), restart=restart)
+            if trigger_sequences
+            else 0
+        )
     verb = "Added" if created else "Updated"
     where = f" to {', '.join(names)}" if names else ""
     console.print(f"{verb} {sub.email} ({sub.status}, id {sub.id}){where}.")
@@ -300,6 +309,11 @@ def import_(
         help="Start the sequences (welcome series) their lists and tags trigger, as for a "
         "reader who confirmed.",
     ),
+    restart: bool = typer.Option(
+        False,
+        "--restart",
+        help="With --trigger-sequences: who is in a sequence already starts it again.",
+    ),
 ) -> None:
     """Import subscribers from a CSV export (Mailchimp, Substack, listmonk or any CSV) or from
     Mailchimp's export archive (the .zip of subscribed, unsubscribed and cleaned members)."""
@@ -355,6 +369,7 @@ def import_(
                 lenient=lenient,
                 tags=tags,
                 trigger_sequences=trigger_sequences,
+                restart_sequences=restart,
             )
     c = result.counts
     head = "Dry run, nothing changed" if dry_run else "Imported"

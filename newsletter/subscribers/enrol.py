@@ -28,9 +28,10 @@ def _enroll(
     readers: ColumnElement[bool],
     list_ids: Iterable[int] | None,
     now: datetime,
+    restart: bool = False,
 ) -> int:
     return sum(
-        store.enroll(session, sequence, readers, now)
+        store.enroll(session, sequence, readers, now, restart=restart)
         for sequence in store.sequences_triggered(session, triggers, list_ids)
     )
 
@@ -40,10 +41,13 @@ def confirmed(
     readers: ColumnElement[bool] | int,
     list_ids: Iterable[int] | None,
     now: datetime,
+    *,
+    restart: bool = False,
 ) -> int:
     """Readers (a subscriber id or a condition) who became confirmed members of ``list_ids``
-    (None: of any of their lists). Returns how many enrolments were made."""
-    return _enroll(session, ("confirm", "join"), _who(readers), list_ids, now)
+    (None: of any of their lists). ``restart``: readers in a sequence already start it again
+    (the steps they received are not sent twice). Returns how many enrolments were made."""
+    return _enroll(session, ("confirm", "join"), _who(readers), list_ids, now, restart)
 
 
 def tagged(

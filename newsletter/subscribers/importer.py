@@ -93,6 +93,7 @@ class _Run:
     result: ImportResult
     report: Any  # a csv writer, or None
     trigger_sequences: bool = False
+    restart_sequences: bool = False
 
 
 def import_subscribers(
@@ -112,6 +113,7 @@ def import_subscribers(
     tags: Sequence[str] = (),
     max_archive_bytes: int = MAX_ARCHIVE_BYTES,
     trigger_sequences: bool = False,
+    restart_sequences: bool = False,
 ) -> ImportResult:
     """Import a CSV stream, or Mailchimp's export archive. Raises ImportFileError (nothing
     written), NotFoundError (list) or InvalidInputError (a ``tags`` name).
@@ -140,7 +142,7 @@ def import_subscribers(
         writer = csv.writer(report)
         writer.writerow(["file", *REPORT_COLUMNS] if archive else REPORT_COLUMNS)
     run = _Run(session, mlist.id if mlist else None, status, source, dry_run, wanted, result,
-               writer, trigger_sequences)  # fmt: skip
+               writer, trigger_sequences, restart_sequences)  # fmt: skip
     if not archive:
         _import_file(run, raw, name, preset, mapping, lenient, None, progress)
         return result
@@ -283,7 +285,8 @@ def _import_file(
         result.tagged += imports.apply_tags(conn, tag_ids=list(tag_ids), now=now)
         if run.trigger_sequences:
             lists = [run.list_id] if run.list_id is not None else None
-            result.enrolled += enrol.confirmed(run.session, imports.imported(), lists, now)
+            result.enrolled += enrol.confirmed(run.session, imports.imported(), lists, now,
+                                               restart=run.restart_sequences)  # fmt: skip
             result.enrolled += enrol.tagged(run.session, imports.imported(), result.tags, now)
     elif run.list_id is not None:
         result.added_to_list += imports.count_new_members(conn, run.list_id)

@@ -25,6 +25,8 @@ def test_a_write_token_creates_a_subscriber_once_and_the_others_are_refused(api_
         found = api.get("/subscribers", params={"email": "ada@example.com"}).json()
         assert [s["id"] for s in found["data"]] == [made["id"]] and found["next_cursor"] is None
         assert api.get(f"/subscribers/{made['id']}").json()["attributes"] == {"plan": "pro"}
+        assert api.get("/subscribers/ada@example.com").json()["id"] == made["id"]
+        assert api.get("/subscribers/nobody@example.com").status_code == 404
         changed = api.patch(f"/subscribers/{made['id']}", json={"tags": ["vip"], "name": "A."})
         assert changed.status_code == 200 and changed.json()["tags"] == ["vip"]
     people = json.loads(site.cli.ok("subscriber", "list", "--json").stdout)

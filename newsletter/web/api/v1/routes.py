@@ -12,6 +12,7 @@ from ....content.library import iter_posts, post_row, upsert_post
 from ....content.markdown_posts import render_markdown
 from ....content.posts import build_post
 from ....delivery.send import open_for_sending, set_issue_status
+from ....errors import InvalidInputError, NotFoundError
 from ....issues import schedule as issue_schedule
 from ....issues import service as issues
 from ....issues.render import prepare
@@ -57,6 +58,20 @@ REFUSED = (
 
 def _subscriber(call: Call, sub: Any) -> Subscriber:
     return msgspec.convert(records.record(call.session, sub), Subscriber, from_attributes=False)
+
+
+def _find(call: Call) -> Any:
+    """The subscriber the path names: by id (digits) or by address."""
+    ref = call.params["subscriber"]
+    if ref.isdigit() and len(ref) < 19:
+        return records.get(call.session, int(ref))
+    try:
+        sub = records.by_email(call.session, ref) if "@" in ref else None
+    except InvalidInputError:  # not an address: no one by that name
+        sub = None
+    if sub is None or sub.status == "erased":
+        raise NotFoundError("no such subscriber")
+    return sub
 
 
 def _given(value: Any) -> Any:
@@ -115,18 +130,18 @@ def create_subscriber(call: Call) -> Any:
     return (200 if existing is not None else 201), _subscriber(call, sub)
 
 
-@route("GET", "/subscribers/{subscriber_id:int}", scope="subscribers:read", response=Subscriber)
+@route("GET", "/subscribers/{subscriber:str}", scope="subscribers:read", response=Subscriber)
 def get_subscriber(call: Call) -> Subscriber:
-    """One subscriber by id."""
-    return _subscriber(call, records.get(call.session, call.params["subscriber_id"]))
+    """One subscriber, by id or by address (``/subscribers/ada@example.com``)."""
+    return _subscriber(call, _find(call))
 
 
-@route("PATCH", "/subscribers/{subscriber_id:int}", scope="subscribers:write",
+@route("PATCH", "/subscribers/{subscriber:str}", scope="subscribers:write",
        body=SubscriberPatch, response=Subscriber)  # fmt: skip
 def update_subscriber(call: Call) -> Subscriber:
     """Change name, attributes, tags or lists (the fields given; tags and lists replace)."""
     body: SubscriberPatch = call.body
-    sub = records.get(call.session, call.params["subscriber_id"])
+    sub = _find(call)
     records.update(call.session, sub, name=_given(body.name), attributes=_given(body.attributes),
                    tag_names=_given(body.tags), lists=_given(body.lists), actor=call.actor,
                    ip=call.ip)  # fmt: skip
@@ -134,22 +149,22 @@ def update_subscriber(call: Call) -> Subscriber:
     return _subscriber(call, sub)
 
 
-@route("POST", "/subscribers/{subscriber_id:int}/unsubscribe", scope="subscribers:write",
+@route("POST", "/subscribers/{subscriber:str}/unsubscribe", scope="subscribers:write",
        response=Subscriber)  # fmt: skip
 def unsubscribe_subscriber(call: Call) -> Subscriber:
     """Unsubscribe (idempotent)."""
-    sub = records.get(call.session, call.params["subscriber_id"])
+    sub = _find(call)
     if sub.status not in ("bounced", "complained"):
         unsubscribe(call.session, sub, source="api", ip=call.ip)
     call.target = f"subscriber {sub.id}"
     return _subscriber(call, sub)
 
 
-@route("DELETE", "/subscribers/{subscriber_id:int}", scope="subscribers:write", response=None,
+@route("DELETE", "/subscribers/{subscriber:str}", scope="subscribers:write", response=None,
        status=204)  # fmt: skip
 def erase_subscriber(call: Call) -> None:
     """Erase a person (GDPR): their data is deleted, the address suppressed for good."""
-    sub = records.get(call.session, call.params["subscriber_id"])
+    sub = _find(call)
     call.target = f"subscriber {sub.id}"
     erase(call.session, sub)
 
