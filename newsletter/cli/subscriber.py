@@ -34,6 +34,19 @@ def _status(confirmed: bool, unconfirmed: bool) -> str:
     return "unconfirmed" if unconfirmed else "active"
 
 
+TRIGGER_SEQUENCES = typer.Option(
+    False,
+    "--trigger-sequences",
+    help="Start the sequences (welcome series) their lists and tags trigger, as for a reader "
+    "who confirmed.",
+)
+RESTART_SEQUENCES = typer.Option(
+    False,
+    "--restart",
+    help="With --trigger-sequences: who is in a sequence already starts it again.",
+)
+
+
 @sub_app.command("add")
 def add(
     ctx: typer.Context,
@@ -44,17 +57,8 @@ def add(
     unconfirmed: bool = typer.Option(
         False, "--unconfirmed", help="Unconfirmed: receives nothing until confirmed."
     ),
-    trigger_sequences: bool = typer.Option(
-        False,
-        "--trigger-sequences",
-        help="Start the sequences (welcome series) their lists and tags trigger, as for a "
-        "reader who confirmed.",
-    ),
-    restart: bool = typer.Option(
-        False,
-        "--restart",
-        help="With --trigger-sequences: who is in a sequence already starts it again.",
-    ),
+    trigger_sequences: bool = TRIGGER_SEQUENCES,
+    restart: bool = RESTART_SEQUENCES,
 ) -> None:
     """Add a subscriber (active unless --unconfirmed), or add an existing one to lists."""
     from ..store.models import utcnow
@@ -303,17 +307,8 @@ def import_(
         help="A row whose quote is never closed is rejected into the report and reading goes "
         "on at the next line (without it, such a file is refused).",
     ),
-    trigger_sequences: bool = typer.Option(
-        False,
-        "--trigger-sequences",
-        help="Start the sequences (welcome series) their lists and tags trigger, as for a "
-        "reader who confirmed.",
-    ),
-    restart: bool = typer.Option(
-        False,
-        "--restart",
-        help="With --trigger-sequences: who is in a sequence already starts it again.",
-    ),
+    trigger_sequences: bool = TRIGGER_SEQUENCES,
+    restart: bool = RESTART_SEQUENCES,
 ) -> None:
     """Import subscribers from a CSV export (Mailchimp, Substack, listmonk or any CSV) or from
     Mailchimp's export archive (the .zip of subscribed, unsubscribed and cleaned members)."""
