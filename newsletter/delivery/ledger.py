@@ -318,10 +318,11 @@ def finish_if_done(session: Session, issue: Issue, *, now: datetime | None = Non
     issue_status.change(issue, issue_status.SENT)
     issue.finished_at = now or utcnow()
     session.flush()
-    counts = deliveries.counts(session, issue.id)
-    data = {"id": issue.id, "subject": issue.subject, "list_id": issue.list_id,
-            "finished_at": issue.finished_at.isoformat(), "deliveries": counts}  # fmt: skip
-    outbox.emit(session, "issue.sent", data, at=issue.finished_at)
+    if hooks := outbox.wanted(session, "issue.sent"):
+        counts = deliveries.counts(session, issue.id)
+        data = {"id": issue.id, "subject": issue.subject, "list_id": issue.list_id,
+                "finished_at": issue.finished_at.isoformat(), "deliveries": counts}  # fmt: skip
+        outbox.emit(session, "issue.sent", data, at=issue.finished_at, webhook_ids=hooks)
     return True
 
 

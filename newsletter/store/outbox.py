@@ -43,6 +43,13 @@ def body(event: str, data: dict[str, Any], at: datetime) -> str:
     )
 
 
+def wanted(session: Session, event: str) -> list[int]:
+    """The enabled webhooks that want ``event`` (one small query: ask it before building a
+    payload that needs more)."""
+    rows = session.execute(select(Webhook.id, Webhook.events).where(Webhook.enabled.is_(True)))
+    return [i for i, events in rows if event in events]
+
+
 def emit(
     session: Session,
     event: str,
@@ -51,8 +58,8 @@ def emit(
     at: datetime | None = None,
     webhook_ids: list[int] | None = None,
 ) -> int:
-    """Queue ``event`` for every enabled webhook that wants it (or for ``webhook_ids``).
-    Returns how many messages were queued."""
+    """Queue ``event`` for every enabled webhook that wants it (``webhook_ids``: those, asked
+    already with ``wanted``). Returns how many messages were queued."""
     return emit_each(session, event, [data], at=at, webhook_ids=webhook_ids)
 
 
@@ -65,16 +72,13 @@ def emit_each(
     webhook_ids: list[int] | None = None,
 ) -> int:
     """``emit`` for several events of one type (one look at the webhooks)."""
-    query = select(Webhook.id, Webhook.events).where(Webhook.enabled.is_(True))
-    if webhook_ids is not None:
-        query = query.where(Webhook.id.in_(webhook_ids))
-    wanted = [i for i, events in session.execute(query) if webhook_ids or event in events]
-    if not wanted or not items:
+    ids = wanted(session, event) if webhook_ids is None else webhook_ids
+    if not ids or not items:
         return 0
     at = at or utcnow()
     for data in items:
         text = body(event, data, at)
-        for webhook_id in wanted:
+        for webhook_id in ids:
             session.add(
                 WebhookMessage(
                     webhook_id=webhook_id,
@@ -86,7 +90,7 @@ def emit_each(
                 )
             )
     session.flush()
-    return len(wanted) * len(items)
+    return len(ids) * len(items)
 
 
 def subscriber_data(sub: Subscriber) -> dict[str, Any]:
@@ -100,22 +104,18 @@ def subscriber_data(sub: Subscriber) -> dict[str, Any]:
 
 
 def subscriber_event(session: Session, kind: str, subscriber_id: int, at: datetime) -> None:
-    """The webhook event of a subscriber history entry, if it is one."""
+    """The webhook event of a subscriber history entry, if it is one and a webhook wants it."""
     event = _SUBSCRIBER_KINDS.get(kind)
-    if event is None or not _any_webhook(session):
-        return
-    sub = session.get(Subscriber, subscriber_id)
+    ids = wanted(session, event) if event is not None else []
+    sub = session.get(Subscriber, subscriber_id) if ids else None
     if sub is not None:
-        emit(session, event, subscriber_data(sub), at=at)
+        emit(session, event, subscriber_data(sub), at=at, webhook_ids=ids)  # type: ignore[arg-type]
 
 
 def subscriber_created(session: Session, sub: Subscriber, *, new: bool = True) -> None:
     """``subscriber.created`` for ``sub`` if ``new``. The look for webhooks is made either way,
     so that a sign-up of a known address and of a new one run the same statements (without
     a webhook that wants the event)."""
-    if _any_webhook(session) and new:
-        emit(session, "subscriber.created", subscriber_data(sub))
-
-
-def _any_webhook(session: Session) -> bool:
-    return session.scalar(select(Webhook.id).where(Webhook.enabled.is_(True)).limit(1)) is not None
+    ids = wanted(session, "subscriber.created")
+    if ids and new:
+        emit(session, "subscriber.created", subscriber_data(sub), webhook_ids=ids)

@@ -97,12 +97,7 @@ def enroll(
                 Enrollment.sequence_id == sequence.id,
                 Enrollment.subscriber_id.in_(chosen.with_only_columns(Subscriber.id)),
             )
-            .values(
-                status=ACTIVE,
-                next_position=first.position if first else 1,
-                due_at=due,
-                updated_at=now,
-            )
+            .values(status=ACTIVE, next_position=first_position, due_at=due, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
     columns = (

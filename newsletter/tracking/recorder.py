@@ -211,13 +211,14 @@ class Recorder:
         for rule, ids in by_rule.items():
             store.mark_machine(session, ids, rule)
         clicks = [r for r in rows if r["kind"] == "click" and r["machine"] == robots.HUMAN]
-        if clicks:  # a person's clicks (as far as it can be told now), for the webhooks
+        hooks = outbox.wanted(session, "link.clicked") if clicks else []
+        if hooks:  # a person's clicks (as far as it can be told now), for the webhooks
             urls = {i: store.link_urls(session, i) for i in {r["issue_id"] for r in clicks}}
             outbox.emit_each(session, "link.clicked", [
                 {"issue_id": r["issue_id"], "url": urls[r["issue_id"]].get(r["link_idx"], ""),
                  "at": r["at"].isoformat(), "subscriber_id": r["subscriber_id"]}
                 for r in clicks
-            ])  # fmt: skip
+            ], webhook_ids=hooks)  # fmt: skip
         return len(rows)
 
 

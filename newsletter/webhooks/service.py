@@ -54,8 +54,10 @@ def add_webhook(
     if name is None:
         host = re.sub(r"[^A-Za-z0-9_.-]", "-", urlsplit(url).hostname or "hook")
         taken = set(session.scalars(select(Webhook.name)))
-        name = next(f"{host}-{n}" if n else host for n in range(1000) if
-                    (f"{host}-{n}" if n else host) not in taken)  # fmt: skip
+        name, n = host, 1
+        while name in taken:
+            n += 1
+            name = f"{host}-{n}"
     if not _NAME.fullmatch(name):
         raise InvalidInputError(f"webhook name {name!r}: use letters, digits, '.', '-' and '_'")
     if session.scalar(select(Webhook.id).where(Webhook.name == name)) is not None:
