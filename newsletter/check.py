@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import msgspec
 from sqlalchemy import Engine
 
 from .compose import IssueContent, PostView, prepare_issue
-from .config import Settings, database_url
+from .config import Settings, SmtpSettings, database_url
 from .content import fetch_feed, parse_feed
 from .errors import NewsletterError
 from .store import current_revision, head_revision
@@ -80,28 +81,37 @@ def _open_to_others(path: Path, bits: int) -> bool:
         return False
 
 
-def check_transport(settings: Settings) -> Check:
+def check_transport(settings: Settings) -> list[Check]:
+    """The maildir is writable, or each SMTP relay takes a session as configured."""
     if settings.sending.transport == "maildir":
         path = Path(settings.base_dir) / settings.sending.maildir_path
         probe = path if path.exists() else path.parent
         if os.access(probe, os.W_OK):
-            return Check("transport", "ok", f"maildir {path} is writable")
-        return Check("transport", "fail", f"maildir {path} is not writable (sending.maildir_path)")
+            return [Check("transport", "ok", f"maildir {path} is writable")]
+        why = f"maildir {path} is not writable (sending.maildir_path)"
+        return [Check("transport", "fail", why)]
+    relays = settings.smtp_relays()
+    return [_check_relay(settings, relay, several=len(relays) > 1) for relay in relays]
+
+
+def _check_relay(settings: Settings, relay: SmtpSettings, *, several: bool) -> Check:
     from .delivery.transports import SmtpTransport, TransportError, make_transport
 
     async def probe() -> str:
-        transport = make_transport(settings.smtp, settings.sending, base_dir=settings.base_dir)
+        one = msgspec.structs.replace(relay, rate_per_second=0.0)  # one plain SmtpTransport
+        transport = make_transport(one, settings.sending, base_dir=Path(settings.base_dir))
         assert isinstance(transport, SmtpTransport)
         return await transport.check()
 
+    name = f"smtp {relay.label}" if several else "smtp"
     try:
-        return Check("smtp", "ok", asyncio.run(probe()))
+        return Check(name, "ok", asyncio.run(probe()))
     except TransportError as exc:
         # A message that names a setting already says what to fix.
         fix = "" if "smtp." in str(exc) else "; check smtp.host, smtp.port and smtp.security"
-        return Check("smtp", "fail", f"{exc}{fix}")
+        return Check(name, "fail", f"{exc}{fix}")
     except NewsletterError as exc:
-        return Check("smtp", "fail", str(exc))
+        return Check(name, "fail", str(exc))
 
 
 def check_feeds(settings: Settings) -> list[Check]:
@@ -190,7 +200,7 @@ def run_checks(settings: Settings, config_path: Path | None = None) -> list[Chec
     if engine is not None:
         engine.dispose()  # SQLite removes its -wal and -shm files when the last one closes
     checks += check_file_modes(settings, config_path)
-    checks.append(check_transport(settings))
+    checks.extend(check_transport(settings))
     checks += check_dkim(settings)
     checks += check_feeds(settings)
     checks.append(check_templates(settings))

@@ -121,6 +121,11 @@ class SmtpSettings(_Section, frozen=True):
     concurrency: Range(int, ge=1, le=256) = 8
     max_messages_per_connection: Range(int, ge=1) = 100
     ehlo_name: str = ""
+    # Several relays ([[smtp]] as a list, delivery/transports/pool.py): what the pool needs.
+    name: Range(str, max_length=100) = ""
+    weight: Range(float, ge=0) = 1.0
+    from_domains: tuple[str, ...] = ()
+    rate_per_second: Range(float, ge=0) = 0.0
     # Filled by load_settings from the environment variable named by password_env (never
     # shown by repr).
     password: str = ""
@@ -131,6 +136,24 @@ class SmtpSettings(_Section, frozen=True):
             for name in self.__struct_fields__
         )
         return f"SmtpSettings({shown})"
+
+    def _check(self) -> None:
+        domains = tuple(d.strip().lower().rstrip(".") for d in self.from_domains)
+        for domain in domains:
+            if not domain or "@" in domain or any(c.isspace() for c in domain):
+                raise ValueError(f"from_domains: {domain!r} is not a domain like example.com")
+        msgspec.structs.force_setattr(self, "from_domains", domains)
+
+    @property
+    def label(self) -> str:
+        """The relay's name in reports and messages: ``name``, else host:port."""
+        return self.name or f"{self.host}:{self.port}"
+
+    def carries(self, domain: str) -> bool:
+        """True if this relay may send mail From ``domain`` (lower case): it names no
+        ``from_domains``, or the domain is one of them or under one."""
+        wanted = self.from_domains
+        return not wanted or any(domain == d or domain.endswith("." + d) for d in wanted)
 
 
 class SendingSettings(_Section, frozen=True):
@@ -151,6 +174,9 @@ class SendingSettings(_Section, frozen=True):
     pause_bounce_rate: Range(float, ge=0, le=1) = 0.05
     pause_complaint_rate: Range(float, ge=0, le=1) = 0.003
     pause_min_attempts: Range(int, ge=1) = 500
+    # Several relays: one that cannot be reached, or keeps answering 421, is left out this
+    # long, doubling each time in a row up to 16 times.
+    relay_down_seconds: Range(float, gt=0) = 60.0
 
     def _check(self) -> None:
         # It goes into List-Unsubscribe as <mailto:...>; the address itself is checked when
@@ -429,7 +455,8 @@ class TrackingSettings(_Section, frozen=True):
 class Settings(_Section, frozen=True):
     """All settings; every section has defaults so an empty file is a valid config."""
 
-    _unchecked: ClassVar[frozenset[str]] = frozenset({"base_dir"})  # a directory on disk
+    # base_dir: a directory on disk; relays: read from [[smtp]], each checked as a relay.
+    _unchecked: ClassVar[frozenset[str]] = frozenset({"base_dir", "relays"})
 
     site: SiteSettings = field(default_factory=SiteSettings)
     sender: SenderSettings = field(default_factory=SenderSettings)
@@ -451,8 +478,33 @@ class Settings(_Section, frozen=True):
     providers: ProviderSettings = field(default_factory=ProviderSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     lists: dict[str, ListSettings] = field(default_factory=dict)
+    # [[smtp]] as a list of relays (two or more); ``smtp`` is then the first. Empty: one relay.
+    relays: tuple[SmtpSettings, ...] = ()
     # Directory of the config file: relative paths in it are relative to this.
     base_dir: str = "."
+
+    def _check(self) -> None:
+        names = [relay.label for relay in self.relays]
+        if dup := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(
+                f"smtp: two relays are called {dup!r}: give each [[smtp]] its own name"
+            )
+        if self.relays and not any(relay.weight > 0 for relay in self.relays):
+            raise ValueError("smtp: every relay has weight 0: give at least one a weight")
+        domain = self.sender.from_address.rpartition("@")[2].strip().lower()
+        if domain and not any(relay.carries(domain) for relay in self.smtp_relays()):
+            raise ValueError(
+                f"smtp: no relay may send mail from {domain} (sender.from_address): add it "
+                "to the from_domains of one, or give one no from_domains"
+            )
+
+    def smtp_relays(self) -> tuple[SmtpSettings, ...]:
+        """Every relay: the [[smtp]] list, or the one [smtp] table."""
+        return self.relays or (self.smtp,)
+
+    def smtp_connections(self) -> int:
+        """SMTP connections of one sender in all: every relay's ``concurrency``."""
+        return sum(relay.concurrency for relay in self.smtp_relays())
 
     def list_settings(self, name: str | None) -> ListSettings:
         """A list's [lists.NAME] table, or the defaults when it has none."""
@@ -552,22 +604,46 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
 
 def settings_from_dict(raw: dict, path: Path = Path(DEFAULT_CONFIG_PATH)) -> Settings:
     """Validate an already-parsed config mapping (used by load_settings and tests)."""
-    if "base_dir" in raw:
-        raise ConfigError(f"{path}: base_dir: unknown key")
-    if isinstance(smtp := raw.get("smtp"), dict) and "password" in smtp:
-        raise ConfigError(f"{path}: smtp.password: unknown key (name an environment "
-                          "variable with smtp.password_env)")  # fmt: skip
+    if "base_dir" in raw or "relays" in raw:
+        raise ConfigError(f"{path}: {'base_dir' if 'base_dir' in raw else 'relays'}: unknown key")
+    raw = _relays(raw, path)
+    for i, smtp in enumerate(raw.get("relays") or [raw.get("smtp")]):
+        if isinstance(smtp, dict) and "password" in smtp:
+            where = f"smtp[{i}]" if "relays" in raw else "smtp"
+            raise ConfigError(f"{path}: {where}.password: unknown key (name an environment "
+                              "variable with smtp.password_env)")  # fmt: skip
     try:
         settings = msgspec.convert(
             {**raw, "base_dir": str(path.parent.resolve())}, Settings, strict=True
         )
     except msgspec.ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        message = re.sub(r": relays\.(\d+)\.", r": smtp[\1].", _describe(exc, path), count=1)
+        raise ConfigError(message.replace(": relays: ", ": smtp: ", 1)) from None
     # A missing password is reported by the SMTP transport, when one is needed, so that
     # commands that do not send (imports, lists) work without the secret.
-    password = os.environ.get(settings.smtp.password_env, "") if settings.smtp.password_env else ""
-    smtp = msgspec.structs.replace(settings.smtp, password=password)
-    return msgspec.structs.replace(settings, smtp=smtp)
+    relays = tuple(_with_password(relay) for relay in settings.relays)
+    smtp = relays[0] if relays else _with_password(settings.smtp)
+    return msgspec.structs.replace(settings, smtp=smtp, relays=relays)
+
+
+def _relays(raw: dict, path: Path) -> dict:
+    """``[[smtp]]`` (a list of relays) as ``relays``, with ``smtp`` its first; one [[smtp]]
+    is the same as one [smtp] table."""
+    smtp = raw.get("smtp")
+    if not isinstance(smtp, list):
+        return raw
+    if not smtp:
+        raise ConfigError(f"{path}: smtp: an empty list: give one [smtp] table or [[smtp]] relays")
+    if len(smtp) == 1:
+        return {**raw, "smtp": smtp[0]}
+    rest = {key: value for key, value in raw.items() if key != "smtp"}
+    return {**rest, "relays": smtp}  # ``smtp`` becomes the first once they are checked
+
+
+def _with_password(smtp: SmtpSettings) -> SmtpSettings:
+    """``smtp`` with its password read from the variable its ``password_env`` names."""
+    password = os.environ.get(smtp.password_env, "") if smtp.password_env else ""
+    return msgspec.structs.replace(smtp, password=password)
 
 
 def database_url(settings: Settings) -> str:

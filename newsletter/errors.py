@@ -92,12 +92,23 @@ class TransportError(NewsletterError):
 
     ``results`` holds one Result per envelope of the batch that was being sent (the ones that
     went out before the problem was found, and "deferred" for the rest), so the caller can
-    record them before stopping.
+    record them before stopping. ``unreachable``: no connection to the relay could be opened
+    at all (refused, unknown host, no answer, a failed TLS handshake), as opposed to a
+    relay that refused our settings; ``reason`` is what went wrong in a few words.
     """
 
-    def __init__(self, message: str, results: Sequence[Result] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        results: Sequence[Result] = (),
+        *,
+        unreachable: bool = False,
+        reason: str = "",
+    ) -> None:
         super().__init__(message)
         self.results: list[Result] = list(results)
+        self.unreachable = unreachable
+        self.reason = reason or message  # what went wrong, without the advice
 
 
 class RateLimitedError(NewsletterError):

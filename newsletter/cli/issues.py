@@ -231,6 +231,9 @@ def show(
                           + (f" (next at {nxt} UTC)" if waiting else ""))  # fmt: skip
         if report.rate_per_second:
             console.print(f"  rate      {report.rate_per_second:.0f} messages/s")
+        for name, by_status in report.relays.items():
+            counts = ", ".join(f"{n} {s}" for s, n in by_status.items() if n)
+            console.print(f"  relay     {name}: {counts}")
     if any(report.bounces.values()):
         b = report.bounces
         console.print(f"  reports   {b['hard']} hard bounces, {b['soft']} soft, "

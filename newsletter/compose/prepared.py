@@ -453,6 +453,11 @@ class PreparedIssue:
         the issue id, the subscriber id and the token, under the sender's domain."""
         return self._message_id(r, self._token(r))
 
+    @property
+    def from_domain(self) -> str:
+        """The domain of the From address (relays may be chosen by it)."""
+        return self._mid_domain
+
     def envelope_recipient(self, r: Recipient) -> str:
         """The address for RCPT TO: the domain as an IDNA A-label. If the local part is not
         ASCII (see ``needs_smtputf8``) it can only be sent to a server offering SMTPUTF8;

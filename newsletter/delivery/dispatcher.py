@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import msgspec
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
@@ -46,7 +45,7 @@ from ..store import deliveries, lean_transaction, writer_sessions
 from ..store.engine import close_frequent, frequent_commits
 from ..store.models import Issue, utcnow
 from . import ledger, reputation
-from .transports import Envelope, Result, Transport, TransportError, make_transport
+from .transports import Envelope, Result, Transport, TransportError, transport_for
 
 log = logging.getLogger("newsletter.delivery")
 IDLE_POLL_SECONDS = 0.2
@@ -100,8 +99,8 @@ class Worker:
     """One process's sending loop. ``issue_id`` None: any sending issue (`newsletter worker`).
 
     ``exit_when_idle``: return once the issue has nothing due (`issue send`); otherwise poll
-    for work until stopped (`newsletter worker`). ``connections`` (default
-    ``smtp.concurrency``) is how many SMTP connections this process uses; it also bounds the
+    for work until stopped (`newsletter worker`). ``connections`` (default every relay's
+    ``concurrency``) is how many SMTP connections this process uses; it also bounds the
     results waiting to be settled.
     """
 
@@ -119,10 +118,7 @@ class Worker:
     ) -> None:
         self.engine = engine
         self.sessions = writer_sessions(engine)
-        self.connections = connections or settings.smtp.concurrency
-        if self.connections != settings.smtp.concurrency:
-            smtp = msgspec.structs.replace(settings.smtp, concurrency=self.connections)
-            settings = msgspec.structs.replace(settings, smtp=smtp)
+        self.connections = connections or settings.smtp_connections()
         self.settings = settings
         self.issue_id = issue_id
         self.exit_when_idle = exit_when_idle
@@ -146,10 +142,7 @@ class Worker:
 
     async def _run(self) -> WorkerStats:
         own_transport = self.transport is None
-        transport = self.transport or make_transport(
-            self.settings.smtp, self.settings.sending, base_dir=self.settings.base_dir,
-            dkim=self.settings.dkim,
-        )  # fmt: skip
+        transport = self.transport or transport_for(self.settings, connections=self.connections)
         settler = _Settler(self, window=self.connections)
         feed: _Feed | None = None
         try:
@@ -546,6 +539,7 @@ class _Feed:
                 rcpt_to=prepared.envelope_recipient(r),
                 data=prepared.message_bytes(r, date=self._now),
                 smtputf8=prepared.needs_smtputf8(r),
+                from_domain=prepared.from_domain,
             )
         except InvalidEmailError as exc:
             failed = Result(claim.delivery_id, "failed", None, "", str(exc))

@@ -193,7 +193,14 @@ def settle(
             bounced.append((c, r))
         answers.append(
             deliveries.Answer(
-                c.delivery_id, status, r.code, r.enhanced, r.text[:500], message_id, next_at
+                c.delivery_id,
+                status,
+                r.code,
+                r.enhanced,
+                r.text[:500],
+                message_id,
+                next_at,
+                r.relay,
             )
         )
     settled = deliveries.record_answers(conn, answers, worker=worker, now=now)

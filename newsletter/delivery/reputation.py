@@ -20,7 +20,6 @@ The other half of the guard, pausing an issue that bounces or draws complaints, 
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -29,7 +28,7 @@ from ..config import SendingSettings
 from ..store import domains
 from ..store.models import utcnow
 from ..subscribers.domains import PROVIDERS, describe, domain_key
-from .transports import Result
+from .transports import is_throttle
 
 __all__ = [  # the grouping by domain is the guard's vocabulary: named here too
     "PROVIDERS", "active_backoffs", "backoff_delay", "describe",
@@ -39,26 +38,6 @@ __all__ = [  # the grouping by domain is the guard's vocabulary: named here too
 RECENT = timedelta(hours=1)
 """How long after a throttle a domain keeps its lower concurrency, and throttles count as
 "in a row" for the growing delay."""
-
-_MICROSOFT_THROTTLE = re.compile(r"^4\.7\.(\d{3})$")
-_THROTTLE_WORDS = re.compile(
-    r"\b(TSS0\d|TS0\d|rate limit|rate-limit|rate limited|throttl|unusual rate)", re.IGNORECASE
-)
-
-
-def is_throttle(result: Result) -> bool:
-    """True when a deferral says "you send too much": Gmail 4.7.28, Microsoft 4.7.500 to
-    4.7.650, Yahoo's [TS0x]/[TSS0x], or a 4xx that says "rate limit" or "throttled". A
-    plain "421 too many connections" is about our connection, not the domain: not here."""
-    if result.outcome != "deferred" or result.code is None or not 400 <= result.code < 500:
-        return False
-    enhanced = result.enhanced
-    if enhanced == "4.7.28":
-        return True
-    m = _MICROSOFT_THROTTLE.match(enhanced)
-    if m and 500 <= int(m.group(1)) <= 650:
-        return True
-    return bool(_THROTTLE_WORDS.search(result.text))
 
 
 def backoff_delay(settings: SendingSettings, strikes: int) -> timedelta:

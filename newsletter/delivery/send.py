@@ -42,7 +42,7 @@ from ..store.engine import one_writer_at_a_time
 from ..store.models import Issue
 from . import ledger
 from .dispatcher import Worker
-from .transports import make_transport
+from .transports import transport_for
 
 PROGRESS_INTERVAL = 0.25
 CHILD_CONFIG_ERROR = 3
@@ -173,15 +173,13 @@ def send_issue(
     settings = load_settings(config_path)
     # Settings that cannot work (no password, plain-text AUTH to a remote host) are refused
     # here, once, before the issue changes state or any process starts.
-    make_transport(
-        settings.smtp, settings.sending, base_dir=Path(settings.base_dir), dkim=settings.dkim
-    )
+    transport_for(settings)
     stop = stop or threading.Event()
     started = time.monotonic()
     sessions = writer_sessions(engine)
     with sessions() as session, session.begin():
         added = open_for_sending(session, issue_id, only_missed=only_missed, joined_at=started_at)
-    shares = connection_shares(settings.smtp.concurrency, workers)
+    shares = connection_shares(settings.smtp_connections(), workers)
     ctx = multiprocessing.get_context("spawn")
     child_errors = ctx.SimpleQueue()
     children = _start_children(

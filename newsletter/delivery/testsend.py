@@ -8,7 +8,7 @@ from ..compose import PreparedIssue, Recipient
 from ..config import Settings
 from ..subscribers.validate import normalise_email
 from .dispatcher import sender_address
-from .transports import Envelope, Result, make_transport
+from .transports import Envelope, Result, transport_for
 
 # The test copy carries a made-up token: its unsubscribe link cannot touch a real subscriber.
 TEST_TOKEN = "test-message"
@@ -25,12 +25,11 @@ def test_send(prepared: PreparedIssue, sample: Recipient, to: str, settings: Set
         rcpt_to=prepared.envelope_recipient(recipient),
         data=prepared.message_bytes(recipient),
         smtputf8=prepared.needs_smtputf8(recipient),
+        from_domain=prepared.from_domain,
     )
 
     async def once() -> Result:
-        transport = make_transport(
-            settings.smtp, settings.sending, base_dir=settings.base_dir, dkim=settings.dkim
-        )
+        transport = transport_for(settings)
         try:
             return (await transport.send([envelope]))[0]
         finally:

@@ -153,6 +153,7 @@ class IssueReport:
     rate_per_second: float | None  # None before two settlements at different times
     pause_reason: str | None  # why the reputation guard paused it
     backoffs: tuple[Backoff, ...]  # every domain backing off now, not only this issue's
+    relays: Mapping[str, Mapping[str, int]]  # with several relays: each one's answers by status
     public: bool  # in the public web archive
     web_url: str  # its web-view page, as its emails link to it
     clicks: Engagement
@@ -193,6 +194,7 @@ class IssueReport:
             "rate_per_second": self.rate_per_second,
             "pause_reason": self.pause_reason,
             "backoff": [b.as_json() for b in self.backoffs],
+            "relays": {name: dict(n) for name, n in self.relays.items()},
             "public": self.public,
             "web_url": self.web_url,
             "clicks": self.clicks.as_json(),
@@ -251,6 +253,10 @@ def issue_report(
             )
             for b in domains.backing_off(session, now)
         ),
+        relays={
+            relay: {s: n[s] for s in DELIVERY_STATUSES if s in n}
+            for relay, n in deliveries.by_relay(session, issue.id).items()
+        },
         public=archive.is_public(issue, settings),
         web_url=settings.site.base_url.rstrip("/") + archive.web_path(session, issue, settings),
         clicks=_engagement(session, issue.id, "click"),

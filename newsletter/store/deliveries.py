@@ -183,6 +183,7 @@ class Answer(NamedTuple):
     text: str
     message_id: str
     next_attempt_at: datetime
+    relay: str = ""
 
 
 _SETTLE_SQL: dict[tuple[str, str], str] = {}
@@ -203,7 +204,8 @@ def _settle_sql(dialect: Any, status: str) -> str:
         sql = _SETTLE_SQL[key] = (
             f"UPDATE deliveries SET status = {p}, last_code = {p}, last_enhanced = {p}, "
             f"last_text = {p}, message_id = {p}, next_attempt_at = {p}, claimed_by = '', "
-            f"lease_until = NULL, updated_at = {p}{sent_at} WHERE id = {p} AND {guard}"
+            f"lease_until = NULL, updated_at = {p}, relay = {p}{sent_at} "
+            f"WHERE id = {p} AND {guard}"
         )
     return sql
 
@@ -235,7 +237,8 @@ def record_answers(
     stamp = dt(now)
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for a in answers:
-        head = (a.status, a.code, a.enhanced, a.text, a.message_id, dt(a.next_attempt_at), stamp)
+        head = (a.status, a.code, a.enhanced, a.text, a.message_id, dt(a.next_attempt_at), stamp,
+                a.relay)  # fmt: skip
         tail = (stamp, a.delivery_id) if a.status == "sent" else (a.delivery_id, worker)
         rows.setdefault(a.status, []).append(head + tail)
     cursor = conn.connection.cursor()  # the driver's own: no statement to build per group
@@ -324,6 +327,21 @@ def counts(session: Session, issue_id: int) -> dict[str, int]:
         .group_by(Delivery.status)
     ).all()
     return dict(rows)  # type: ignore[arg-type]
+
+
+def by_relay(session: Session, issue_id: int) -> dict[str, dict[str, int]]:
+    """An issue's deliveries by the relay that answered last, then by status (only those a
+    relay of several answered for)."""
+    rows = session.execute(
+        select(Delivery.relay, Delivery.status, func.count())
+        .where(Delivery.issue_id == issue_id, Delivery.relay != "")
+        .group_by(Delivery.relay, Delivery.status)
+        .order_by(Delivery.relay)
+    ).all()
+    found: dict[str, dict[str, int]] = {}
+    for relay, status, n in rows:
+        found.setdefault(relay, {})[status] = n
+    return found
 
 
 def due_and_waiting(session: Session, issue_id: int, now: datetime) -> tuple[int, int]:

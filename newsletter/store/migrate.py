@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 SCRIPT_LOCATION = "newsletter.store:migrations"
-HEAD = "0013"  # the newest migration's revision (tests/test_store.py checks it)
+HEAD = "0014"  # the newest migration's revision (tests/test_store.py checks it)
 
 
 def _config(connection=None) -> Config:

@@ -352,6 +352,8 @@ class Delivery(Base):
     claimed_by: Mapped[str] = mapped_column(String(100), default="")
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The relay that gave the last answer, with several [[smtp]] relays; else "".
+    relay: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
 
 # APScheduler 3's SQLAlchemy job store keeps its jobs here (the table it would create itself,

@@ -29,7 +29,7 @@ from ..compose.mime import (
 from ..config import Settings
 from ..content.text import clean_line
 from ..delivery.dispatcher import sender_address
-from ..delivery.transports import Envelope, make_transport
+from ..delivery.transports import Envelope, transport_for
 from ..errors import ConfigError, InvalidEmailError, NewsletterError
 from ..subscribers.optin import ConfirmationMail
 
@@ -137,11 +137,9 @@ class ConfirmationMailer:
                 rcpt_to=f"{local}@{domain}",
                 data=data,
                 smtputf8=not local.isascii(),
+                from_domain=self.settings.sender.from_address.rpartition("@")[2].lower(),
             )
-            transport = make_transport(
-                self.settings.smtp, self.settings.sending, base_dir=self.settings.base_dir,
-                dkim=self.settings.dkim,
-            )  # fmt: skip
+            transport = transport_for(self.settings)
             try:
                 result = (await transport.send([envelope]))[0]
             finally:

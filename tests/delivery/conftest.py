@@ -13,7 +13,8 @@ EHLO: ""). A reply of DROP closes the connection without answering, HANG never a
 421 reply closes the connection after answering, as servers do. ``handler.rule(verb, fn)``
 answers every ``verb`` whose address ``fn`` gives a reply for (a whole domain throttled, one
 address in ten bounced). ``data_delay`` (seconds) makes each message take that long before its
-250 (a slow relay), and ``port`` asks for a given port. Other keyword arguments of
+250 (a slow relay), and ``port`` asks for a given port; ``smtp_server.stop_port(port)`` stops
+one server half way through a test. Other keyword arguments of
 ``smtp_server`` go to aiosmtpd's SMTP class.
 """
 
@@ -292,9 +293,17 @@ def smtp_server(tls_files: TlsFiles) -> Iterator[Callable[..., Server]]:
             return Server(chosen, handler)
         raise RuntimeError("no free port for the test SMTP server")
 
+    def stop_port(port: int) -> None:
+        """Stop the server on ``port`` now (a relay that goes away half way)."""
+        for controller in controllers:
+            if controller.port == port and controller._thread is not None:
+                controller.stop()
+
+    start.stop_port = stop_port  # type: ignore[attr-defined]
     yield start
     for controller in controllers:
-        controller.stop()
+        if controller._thread is not None:
+            controller.stop()
 
 
 def envelope(key: int, rcpt: str = "", data: bytes = b"", *, smtputf8: bool = False) -> Envelope:

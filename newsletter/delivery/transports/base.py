@@ -13,6 +13,7 @@ dispatcher may too (for example on DSNs that carry a status code).
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ class Envelope:
 
     ``mail_from`` is ASCII; ``rcpt_to`` has an IDN domain already as an A-label and may have a
     non-ASCII local part, in which case ``smtputf8`` is True. ``data`` is the whole RFC 5322
-    message with CRLF line endings, not dot-stuffed.
+    message with CRLF line endings, not dot-stuffed. ``from_domain`` is the domain of its
+    From address (relays may be chosen by it); "" is the domain of ``mail_from``.
     """
 
     key: int
@@ -49,6 +51,7 @@ class Envelope:
     rcpt_to: str
     data: bytes
     smtputf8: bool = False
+    from_domain: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,8 @@ class Result:
     when no server reply is behind it (a connection fault, a refusal made on our side, the
     maildir transport). ``enhanced`` is the RFC 3463 code ("5.1.1") or "". ``text`` is the
     server's reply text without the codes, or what went wrong, on one line of at most
-    ``TEXT_LIMIT`` characters.
+    ``TEXT_LIMIT`` characters. ``relay`` names the relay that answered when there are
+    several (delivery/transports/pool.py), else "".
     """
 
     key: int
@@ -67,6 +71,7 @@ class Result:
     code: int | None
     enhanced: str
     text: str
+    relay: str = ""
 
 
 @runtime_checkable
@@ -175,3 +180,24 @@ def classify(code: int | None, enhanced: str, *, stage: Stage) -> Outcome:
     if enhanced:
         return "bounced" if enhanced in BAD_MAILBOX and stage in ("rcpt", "data") else "failed"
     return "bounced" if code in BARE_BOUNCE_CODES and stage == "rcpt" else "failed"
+
+
+_MICROSOFT_THROTTLE = re.compile(r"^4\.7\.(\d{3})$")
+_THROTTLE_WORDS = re.compile(
+    r"\b(TSS0\d|TS0\d|rate limit|rate-limit|rate limited|throttl|unusual rate)", re.IGNORECASE
+)
+
+
+def is_throttle(result: Result) -> bool:
+    """True when a deferral says "you send too much": Gmail 4.7.28, Microsoft 4.7.500 to
+    4.7.650, Yahoo's [TS0x]/[TSS0x], or a 4xx that says "rate limit" or "throttled". A
+    plain "421 too many connections" is about our connection, not the domain: not here."""
+    if result.outcome != "deferred" or result.code is None or not 400 <= result.code < 500:
+        return False
+    enhanced = result.enhanced
+    if enhanced == "4.7.28":
+        return True
+    m = _MICROSOFT_THROTTLE.match(enhanced)
+    if m and 500 <= int(m.group(1)) <= 650:
+        return True
+    return bool(_THROTTLE_WORDS.search(result.text))

@@ -481,6 +481,8 @@ class SmtpTransport:
                     "check smtp.host and smtp.port in the config and that the relay is "
                     "running, then send again (nothing was sent, no attempt was used)",
                     batch.results,
+                    unreachable=True,
+                    reason=f"{s.host}:{s.port}: {batch.fault.reason}",
                 )
         if batch.stopped:
             assert batch.fault is not None

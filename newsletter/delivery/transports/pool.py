@@ -1,0 +1,360 @@
+"""Several relays behind one transport: ``[[smtp]]`` as a list (docs/operators.md, "Several
+relays").
+
+Each relay is an SmtpTransport with its own connections. The pool takes envelopes from the
+caller's source one at a time, as a relay's connection is ready, and routes each one:
+
+- **Who may carry it.** A relay with ``from_domains`` carries only messages whose From domain
+  is one of them (or under one); a relay without carries any.
+- **Weights.** Among those, a smooth weighted round-robin (nginx's) over the relays that have
+  room: a relay has room while fewer of its messages wait than it has connections. While
+  every relay keeps up, each gets its weight's share; one that falls behind (slower, or held
+  to its ``rate_per_second``) passes the rest to the others, so a slow relay never slows the
+  issue. Weight 0 is a standby: used only when no weighted relay can carry the message.
+- **Failover.** A relay whose connections cannot be opened (refused, unknown host, no answer,
+  a failed TLS handshake) or that breaks off ``STRIKES`` transactions in a row (a dropped
+  connection, a 421 that is not a receiving domain's throttle) is taken out for
+  ``sending.relay_down_seconds`` (doubling while it keeps failing, up to 16 times), and its
+  work goes to the others: the messages it had taken but not tried, and the ones it broke
+  off, each tried at once on another relay. (A message whose connection dropped after its
+  data was sent may have been taken by the relay: it can arrive twice, with the same
+  Message-ID, exactly as when one relay's deferral is retried later.)
+
+When no relay is left for a message it is deferred, as with one relay. When no relay could be
+reached at all during a send, ``send`` raises TransportError (``unreachable``) naming each:
+nothing was tried, so no attempt is used. A relay that refuses our settings (AUTH refused,
+STARTTLS missing, an untrusted certificate) stops the send with TransportError naming it: a
+configuration error is for the operator to fix, not for the other relays to hide.
+
+Every Result carries the name of the relay that answered (``Result.relay``), which the ledger
+records for `issue show`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ...config import SmtpSettings
+from .base import (
+    Envelope,
+    EnvelopeSource,
+    Report,
+    Result,
+    Transport,
+    TransportError,
+    as_source,
+    is_throttle,
+    remaining,
+)
+
+log = logging.getLogger("newsletter.delivery")
+STRIKES = 3  # transactions broken off in a row that take a relay out
+MAX_DOWN_DOUBLINGS = 4  # the time out grows to at most 2**4 = 16 times relay_down_seconds
+WAIT_SECONDS = 1.0  # the longest a relay's connection waits before looking again
+
+
+@dataclass(eq=False)
+class Relay:
+    """One relay of the pool and what the pool knows of it (kept from one send to the next)."""
+
+    settings: SmtpSettings
+    transport: Transport
+    connections: int
+    rate: float = 0.0  # messages per second for this process; 0: no limit
+    down_until: float = 0.0  # time.monotonic() until which it is left out
+    outages: int = 0  # times taken out in a row
+    strikes: int = 0  # transactions broken off in a row
+    credit: float = 0.0  # the weighted round-robin's running score
+    next_slot: float = 0.0  # time.monotonic() of its next message under ``rate``
+
+    @property
+    def name(self) -> str:
+        return self.settings.label
+
+    @property
+    def weight(self) -> float:
+        return self.settings.weight
+
+    def carries(self, domain: str) -> bool:
+        """True if this relay may send mail From ``domain``."""
+        return self.settings.carries(domain)
+
+
+class RelayPool:
+    """A Transport over several relays (see the module docstring)."""
+
+    def __init__(self, relays: Iterable[Relay], *, down_seconds: float) -> None:
+        self.relays = list(relays)
+        self.down_seconds = down_seconds
+
+    async def send(
+        self, envelopes: Iterable[Envelope] | EnvelopeSource, report: Report | None = None
+    ) -> list[Result]:
+        """Send each envelope through one relay; one Result per envelope. Raises
+        TransportError when no relay could be reached, or one refused our settings."""
+        return await _Send(self, as_source(envelopes), report).run()
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(relay.transport.aclose() for relay in self.relays))
+
+    def take_out(self, relay: Relay, reason: str) -> None:
+        """Leave ``relay`` out of the next sends for a while (growing while it keeps failing)."""
+        relay.outages += 1
+        seconds = self.down_seconds * 2 ** min(relay.outages - 1, MAX_DOWN_DOUBLINGS)
+        relay.down_until = time.monotonic() + seconds
+        relay.strikes = 0
+        log.warning("relay.down name=%s seconds=%.0f reason=%s", relay.name, seconds, reason)
+
+
+def _from_domain(envelope: Envelope) -> str:
+    return (envelope.from_domain or envelope.mail_from.rpartition("@")[2]).lower()
+
+
+class _Send:
+    """The state of one ``RelayPool.send``."""
+
+    def __init__(self, pool: RelayPool, source: EnvelopeSource, report: Report | None) -> None:
+        self.pool = pool
+        self.source = source
+        self.report = report
+        now = time.monotonic()
+        # Relays taken out lately sit this send out, unless every relay is out: then all
+        # are tried again (with one relay left, waiting would only delay the error).
+        relays = [r for r in pool.relays if r.down_until <= now] or list(pool.relays)
+        self.active: list[Relay] = relays
+        self.queues: dict[Relay, deque[Envelope]] = {r: deque() for r in relays}
+        self.pending: deque[Envelope] = deque()  # to be routed (again), before the source's
+        self.owner: dict[int, tuple[Envelope, Relay]] = {}  # handed to a relay, not answered
+        self.tried: dict[int, set[Relay]] = {}
+        self.results: list[Result] = []
+        self.stranded: list[Envelope] = []  # no relay left that may carry them
+        self.faults: dict[Relay, TransportError] = {}
+        self.fatal: TransportError | None = None
+        self.exhausted = False  # the source has given its last envelope
+        self.pulling = False  # a relay is waiting for the source's next envelope
+        self.answered = False  # some relay answered a transaction during this send
+        self._changed = asyncio.Event()
+
+    async def run(self) -> list[Result]:
+        async with asyncio.TaskGroup() as group:
+            for relay in self.active:
+                group.create_task(self._drive(relay))
+        left = [*self.pending, *self.stranded, *(e for q in self.queues.values() for e in q)]
+        left += remaining(self.source)
+        if self.fatal is not None:
+            deferred = self._deferred(left, str(self.fatal))
+            raise TransportError(str(self.fatal), self.results + deferred)
+        if left and not self.answered and self.faults:
+            reasons = "; ".join(f"{r.name} ({e.reason})" for r, e in self.faults.items())
+            raise TransportError(
+                f"cannot reach any SMTP relay: {reasons}; check host and port of each [[smtp]] "
+                "in the config and that the relays are running, then send again (nothing was "
+                "sent, no attempt was used)",
+                self._deferred(left, "no SMTP relay could be reached"),
+                unreachable=True,
+                reason=reasons,
+            )
+        why = "; ".join(f"{r.name}: {e.reason}" for r, e in self.faults.items())
+        return self.results + self._deferred(left, why or "no relay may send this message")
+
+    @staticmethod
+    def _deferred(envelopes: list[Envelope], text: str) -> list[Result]:
+        return [Result(e.key, "deferred", None, "", text[:500]) for e in envelopes]
+
+    # -- one relay -------------------------------------------------------------------------
+
+    async def _drive(self, relay: Relay) -> None:
+        """Run ``relay``'s transport over its share; route back what it could not try."""
+
+        async def reported(result: Result) -> None:
+            await self._answer(relay, result)
+
+        try:
+            results = await relay.transport.send(_Share(self, relay), reported)
+        except TransportError as exc:
+            results = exc.results
+            if exc.unreachable:
+                self.faults[relay] = exc
+            elif self.fatal is None:
+                self.fatal = TransportError(f"SMTP relay {relay.name}: {exc}", reason=exc.reason)
+        untried = [r for r in results if self.owner.get(r.key, (None, None))[1] is relay]
+        if untried and self.fatal is None:
+            # Its connections could not be set up: everything it still had goes elsewhere.
+            reason = untried[0].text
+            self.faults.setdefault(relay, TransportError(reason, reason=reason))
+            self._take_out(relay, reason)
+        for r in untried:
+            envelope, _ = self.owner.pop(r.key)
+            if not self._route_again(envelope):
+                self.stranded.append(envelope)
+        self._take_out(relay, "")  # (no-op for a relay that finished its share)
+        self._wake()
+
+    async def take(self, relay: Relay) -> Envelope | None:
+        """The next envelope for ``relay``'s connections, or None when its share is done."""
+        if relay.rate:
+            now = time.monotonic()
+            at = max(now, relay.next_slot)
+            relay.next_slot = at + 1 / relay.rate
+            if at > now:
+                await asyncio.sleep(at - now)
+        while self.fatal is None and relay in self.queues:
+            queue = self.queues[relay]
+            if queue:
+                envelope = queue.popleft()
+                self._hand(envelope, relay)
+                self._wake()  # its queue has room again
+                return envelope
+            if self.pending or not (self.exhausted or self.pulling):
+                envelope = await self._next()
+                if envelope is None:
+                    continue
+                target, wait = self._route(envelope, asker=relay)
+                if target is relay:
+                    self._hand(envelope, relay)
+                    return envelope
+                if target is not None:
+                    self.queues[target].append(envelope)
+                    self._wake()
+                    continue
+                if not wait:
+                    self.stranded.append(envelope)
+                    continue
+                self.pending.appendleft(envelope)  # every relay that may carry it is busy
+            elif self.exhausted:
+                if (envelope := self._steal(relay)) is not None:
+                    self._hand(envelope, relay)
+                    return envelope
+                if not (self.pending or self.owner or any(self.queues.values())):
+                    return None  # nothing left, and nothing in flight that may come back
+            await self._wait()
+        return None
+
+    def _steal(self, relay: Relay) -> Envelope | None:
+        """At the end of the source, an envelope waiting for a busier relay that ``relay``
+        may carry (a standby takes none: it is there for when the others cannot)."""
+        if relay.weight <= 0:
+            return None
+        for other, queue in self.queues.items():
+            for i, envelope in enumerate(queue):
+                tried = self.tried.get(envelope.key, ())
+                if (
+                    other is not relay
+                    and relay not in tried
+                    and relay.carries(_from_domain(envelope))
+                ):
+                    del queue[i]
+                    return envelope
+        return None
+
+    async def _next(self) -> Envelope | None:
+        """An envelope to route: one given back first, else the source's next."""
+        if self.pending:
+            return self.pending.popleft()
+        self.pulling = True
+        try:
+            envelope = await self.source.take()
+        finally:
+            self.pulling = False
+            self._wake()
+        if envelope is None:
+            self.exhausted = True
+        return envelope
+
+    def _route(self, envelope: Envelope, *, asker: Relay) -> tuple[Relay | None, bool]:
+        """(the relay for ``envelope``, or None; whether to wait for room rather than give
+        up on it)."""
+        tried = self.tried.get(envelope.key, ())
+        domain = _from_domain(envelope)
+        able = [r for r in self.active if r not in tried and r.carries(domain)]
+        if not able:
+            return None, False
+        chosen = [r for r in able if r.weight > 0] or able  # standbys only when needed
+        room = [r for r in chosen if r is asker or len(self.queues[r]) < r.connections]
+        if not room:
+            return None, True
+        total = 0.0
+        for r in room:
+            share = r.weight or 1.0
+            r.credit += share
+            total += share
+        best = max(room, key=lambda r: r.credit)
+        best.credit -= total
+        return best, False
+
+    def _hand(self, envelope: Envelope, relay: Relay) -> None:
+        self.owner[envelope.key] = (envelope, relay)
+        self.tried.setdefault(envelope.key, set()).add(relay)
+
+    async def _answer(self, relay: Relay, result: Result) -> None:
+        """A relay's answer: final, or (a transaction it broke off) routed to another relay."""
+        envelope, _ = self.owner.pop(result.key)
+        self._wake()  # (the end of a send waits for the last answers)
+        if result.code is not None:
+            self.answered = True
+        broken = result.outcome == "deferred" and (
+            result.code is None
+            or (result.code == 421 and not is_throttle(result))  # a domain's: the guard's
+        )
+        if broken:
+            relay.strikes += 1
+            if relay.strikes >= STRIKES:
+                self._take_out(relay, result.text)
+            if self._route_again(envelope):
+                return
+        else:
+            relay.strikes = 0
+            if result.outcome == "sent":
+                relay.outages = 0
+        self.tried.pop(result.key, None)
+        self.results.append(final := dataclasses.replace(result, relay=relay.name))
+        if self.report is not None:
+            await self.report(final)
+
+    def _route_again(self, envelope: Envelope) -> bool:
+        """Queue ``envelope`` for another relay; False when no other relay may carry it."""
+        tried = self.tried.get(envelope.key, ())
+        domain = _from_domain(envelope)
+        if not any(r not in tried and r.carries(domain) for r in self.active):
+            return False
+        self.pending.appendleft(envelope)
+        self._wake()
+        return True
+
+    def _take_out(self, relay: Relay, reason: str) -> None:
+        """Stop giving ``relay`` work in this send; with a ``reason``, for a while after."""
+        if relay not in self.queues:
+            return
+        self.active.remove(relay)
+        self.pending.extendleft(reversed(self.queues.pop(relay)))
+        if reason:
+            self.pool.take_out(relay, reason)
+        self._wake()
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        self._changed.set()
+
+    async def _wait(self) -> None:
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), WAIT_SECONDS)
+
+
+@dataclass(slots=True)
+class _Share:
+    """The EnvelopeSource one relay's transport takes from."""
+
+    send: _Send
+    relay: Relay
+
+    async def take(self) -> Envelope | None:
+        return await self.send.take(self.relay)
