@@ -25,7 +25,7 @@ from newsletter.delivery.transports import (
 from newsletter.errors import ConfigError
 from tests.delivery.test_send_issue import _newsletter, seed, show
 
-from .conftest import SENDER, by_key, envelope
+from .conftest import by_key, envelope
 
 
 def _pool(*servers_and_options, down_seconds: float = 60.0) -> RelayPool:
