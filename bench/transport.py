@@ -2,10 +2,12 @@
 
     python bench/transport.py [--messages 50000] [--size 20000] [--concurrency 8]
                               [--batch 500] [--per-connection 100] [--no-pipelining]
+                              [--relays 1,2]
 
 Starts bench/fast_sink.py as a child process on a free 127.0.0.1 port with --rcpt-log, sends
 N pre-built ~20 KB messages (one recipient each, in batches as the dispatcher would) through
-``SmtpTransport``, and prints messages/s, MB/s and the CPU each side spent per message. Then
+``SmtpTransport`` (or, with ``--relays 2``, a ``RelayPool`` of two sinks sharing the
+connections), and prints messages/s, MB/s and the CPU each side spent per message. Then
 it checks the sink's recipient log: every recipient exactly once, nothing else (exit 1 if not).
 """
 
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 from newsletter.config import SmtpSettings
-from newsletter.delivery.transports import Envelope, SmtpTransport
+from newsletter.delivery.transports import Envelope, Relay, RelayPool, SmtpTransport, Transport
 
 SINK = Path(__file__).with_name("fast_sink.py")
 SENDER = "bounces@news.example.com"
@@ -74,7 +76,7 @@ def start_sink(port: int, rcpt_log: Path) -> subprocess.Popen[str]:
 
 
 async def send_all(
-    transport: SmtpTransport, envelopes: list[Envelope], batch: int
+    transport: Transport, envelopes: list[Envelope], batch: int
 ) -> collections.Counter[str]:
     outcomes: collections.Counter[str] = collections.Counter()
     try:
@@ -86,6 +88,74 @@ async def send_all(
     return outcomes
 
 
+def make(args: argparse.Namespace, relays: int) -> tuple[Transport, list[int]]:
+    """One SmtpTransport, or a RelayPool of ``relays`` sharing the connections; the ports."""
+    ports = [free_port() for _ in range(relays)]
+    settings = [
+        SmtpSettings(
+            name=f"sink{i}",
+            host="127.0.0.1",
+            port=port,
+            concurrency=max(1, args.concurrency // relays),
+            max_messages_per_connection=args.per_connection,
+        )
+        for i, port in enumerate(ports)
+    ]
+    pipelining = not args.no_pipelining
+    if relays == 1:
+        return SmtpTransport(settings[0], pipelining=pipelining), ports
+    pool = RelayPool(
+        [Relay(s, SmtpTransport(s, pipelining=pipelining), s.concurrency) for s in settings],
+        down_seconds=60,
+    )
+    return pool, ports
+
+
+def run(args: argparse.Namespace, envelopes: list[Envelope], relays: int) -> bool:
+    """Send every envelope through ``relays`` sinks; print the figures; True if each
+    recipient arrived exactly once."""
+    transport, ports = make(args, relays)
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = [Path(tmp) / f"rcpt{i}.log" for i in range(relays)]
+        sinks = [start_sink(port, log) for port, log in zip(ports, logs, strict=True)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            outcomes = asyncio.run(send_all(transport, envelopes, args.batch))
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        finally:
+            for sink in sinks:
+                sink.send_signal(signal.SIGTERM)
+            sink_outs = [sink.communicate(timeout=30)[0].strip() for sink in sinks]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        logged: collections.Counter[str] = collections.Counter()
+        for log in logs:
+            logged.update(log.read_bytes().decode().split())
+    sink_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+    n = len(envelopes)
+    mb = sum(len(e.data) for e in envelopes) / 1e6
+    kind = "one relay" if relays == 1 else f"a pool of {relays} relays"
+    print(
+        f"{n} messages of ~{args.size // 1000} KB, {kind}, concurrency {args.concurrency} "
+        f"in all, {args.per_connection}/connection, batches of {args.batch}, "
+        f"pipelining {'off' if args.no_pipelining else 'on'}"
+    )
+    print(f"  {n / elapsed:,.0f} messages/s, {mb / elapsed:,.0f} MB/s ({elapsed:.2f} s)")
+    print(f"  CPU per message: transport {cpu / n * 1e6:.0f} µs, sinks {sink_cpu / n * 1e6:.0f} µs")
+    print(f"  outcomes: {dict(outcomes)}; sinks: {'; '.join(sink_outs)}")
+
+    expected = {f"user{i}@example.com" for i in range(n)}
+    twice = [r for r, count in logged.items() if count > 1]
+    missing = expected - logged.keys()
+    extra = logged.keys() - expected
+    if outcomes != {"sent": n} or twice or missing or extra:
+        print(f"  FAILED: {len(missing)} missing, {len(twice)} twice, {len(extra)} unexpected")
+        return False
+    print(f"  rcpt logs: each of the {n} recipients exactly once")
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=50_000)
@@ -94,6 +164,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=500, help="envelopes per Transport.send")
     ap.add_argument("--per-connection", type=int, default=100, help="messages per connection")
     ap.add_argument("--no-pipelining", action="store_true")
+    ap.add_argument(
+        "--relays", default="1", help="comma-separated relay counts to measure in turn, e.g. 1,2"
+    )
     args = ap.parse_args()
 
     bodies = build_messages(args.size)
@@ -101,50 +174,8 @@ def main() -> int:
         Envelope(i, SENDER, f"user{i}@example.com", bodies[i % DISTINCT_BODIES])
         for i in range(args.messages)
     ]
-    settings = SmtpSettings(
-        host="127.0.0.1",
-        port=free_port(),
-        concurrency=args.concurrency,
-        max_messages_per_connection=args.per_connection,
-    )
-    transport = SmtpTransport(settings, pipelining=not args.no_pipelining)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        rcpt_log = Path(tmp) / "rcpt.log"
-        sink = start_sink(settings.port, rcpt_log)
-        try:
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            outcomes = asyncio.run(send_all(transport, envelopes, args.batch))
-            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        finally:
-            sink.send_signal(signal.SIGTERM)
-            sink_out, _ = sink.communicate(timeout=30)
-        sink_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-        logged = collections.Counter(rcpt_log.read_bytes().decode().split())
-
-    n = args.messages
-    mb = sum(len(e.data) for e in envelopes) / 1e6
-    print(
-        f"{n} messages of ~{args.size // 1000} KB, concurrency {args.concurrency}, "
-        f"{args.per_connection}/connection, batches of {args.batch}, "
-        f"pipelining {'off' if args.no_pipelining else 'on'}"
-    )
-    print(f"  {n / elapsed:,.0f} messages/s, {mb / elapsed:,.0f} MB/s ({elapsed:.2f} s)")
-    print(
-        f"  CPU per message: transport {cpu / n * 1e6:.0f} µs, "
-        f"sink {(sink_cpu.ru_utime + sink_cpu.ru_stime) / n * 1e6:.0f} µs"
-    )
-    print(f"  outcomes: {dict(outcomes)}; sink: {sink_out.strip()}")
-
-    expected = {f"user{i}@example.com" for i in range(n)}
-    twice = [r for r, count in logged.items() if count > 1]
-    missing = expected - logged.keys()
-    extra = logged.keys() - expected
-    if outcomes != {"sent": n} or twice or missing or extra:
-        print(f"  FAILED: {len(missing)} missing, {len(twice)} twice, {len(extra)} unexpected")
-        return 1
-    print(f"  rcpt log: each of the {n} recipients exactly once")
-    return 0
+    ok = [run(args, envelopes, int(count)) for count in args.relays.split(",")]
+    return 0 if all(ok) else 1
 
 
 if __name__ == "__main__":

@@ -304,3 +304,21 @@ def test_one_of_two_relays_stopped_half_way_the_other_delivers_the_rest_once(
     assert relays["relay-1"]["sent"] > relays["relay-0"]["sent"]  # it took over the rest
     text = cli.ok("issue", "show", "1").stdout
     assert f"relay     relay-1: {relays['relay-1']['sent']} sent" in text
+
+
+def test_check_opens_a_session_with_each_relay_and_names_the_one_that_fails(
+    cli, smtp_server
+) -> None:
+    up, port = smtp_server(), _free_port()
+    cli.config.write_text(
+        cli.config.read_text()
+        + f'\n[[smtp]]\nname = "main"\nhost = "127.0.0.1"\nport = {up.port}\n'
+        + f'\n[[smtp]]\nname = "spare"\nhost = "127.0.0.1"\nport = {port}\ntimeout = 3.0\n'
+    )
+    result = cli("check")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ok   smtp main") and "PIPELINING" in line for line in lines)
+    (failed,) = [line for line in lines if line.startswith("FAIL smtp spare")]
+    assert f"127.0.0.1:{port}" in failed and "connection refused" in failed
+    assert up.handler.messages == []

@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...config import SmtpSettings
 from .base import (
@@ -73,14 +72,17 @@ class Relay:
     strikes: int = 0  # transactions broken off in a row
     credit: float = 0.0  # the weighted round-robin's running score
     next_slot: float = 0.0  # time.monotonic() of its next message under ``rate``
+    # From the settings, read once (they are looked at for every message):
+    name: str = field(init=False)
+    weight: float = field(init=False)
+    share: float = field(init=False)
+    picky: bool = field(init=False)  # it carries only some From domains
 
-    @property
-    def name(self) -> str:
-        return self.settings.label
-
-    @property
-    def weight(self) -> float:
-        return self.settings.weight
+    def __post_init__(self) -> None:
+        self.name = self.settings.label
+        self.weight = self.settings.weight
+        self.share = self.weight or 1.0  # (a standby's turn among standbys)
+        self.picky = bool(self.settings.from_domains)
 
     def carries(self, domain: str) -> bool:
         """True if this relay may send mail From ``domain``."""
@@ -192,7 +194,7 @@ class _Send:
             self._take_out(relay, reason)
         for r in untried:
             envelope, _ = self.owner.pop(r.key)
-            if not self._route_again(envelope):
+            if not self._route_again(envelope, relay):
                 self.stranded.append(envelope)
         self._take_out(relay, "")  # (no-op for a relay that finished its share)
         self._wake()
@@ -270,28 +272,37 @@ class _Send:
 
     def _route(self, envelope: Envelope, *, asker: Relay) -> tuple[Relay | None, bool]:
         """(the relay for ``envelope``, or None; whether to wait for room rather than give
-        up on it)."""
-        tried = self.tried.get(envelope.key, ())
-        domain = _from_domain(envelope)
-        able = [r for r in self.active if r not in tried and r.carries(domain)]
-        if not able:
-            return None, False
-        chosen = [r for r in able if r.weight > 0] or able  # standbys only when needed
-        room = [r for r in chosen if r is asker or len(self.queues[r]) < r.connections]
-        if not room:
-            return None, True
+        up on it). The weighted relays that may carry it first, the standbys only when none
+        may; among them, those with room (``asker``, whose connection is free, has)."""
+        tried = self.tried.get(envelope.key) if self.tried else None
+        domain = ""
+        able = False
+        best: Relay | None = None
         total = 0.0
-        for r in room:
-            share = r.weight or 1.0
-            r.credit += share
-            total += share
-        best = max(room, key=lambda r: r.credit)
+        for standby in (False, True):
+            for r in self.active:
+                if (r.weight <= 0) != standby or (tried and r in tried):
+                    continue
+                if r.picky:
+                    domain = domain or _from_domain(envelope)
+                    if not r.carries(domain):
+                        continue
+                able = True
+                if r is not asker and len(self.queues[r]) >= r.connections:
+                    continue
+                r.credit += r.share
+                total += r.share
+                if best is None or r.credit > best.credit:
+                    best = r
+            if able:
+                break
+        if best is None:
+            return None, able
         best.credit -= total
         return best, False
 
     def _hand(self, envelope: Envelope, relay: Relay) -> None:
         self.owner[envelope.key] = (envelope, relay)
-        self.tried.setdefault(envelope.key, set()).add(relay)
 
     async def _answer(self, relay: Relay, result: Result) -> None:
         """A relay's answer: final, or (a transaction it broke off) routed to another relay."""
@@ -307,20 +318,25 @@ class _Send:
             relay.strikes += 1
             if relay.strikes >= STRIKES:
                 self._take_out(relay, result.text)
-            if self._route_again(envelope):
+            if self._route_again(envelope, relay):
                 return
         else:
             relay.strikes = 0
             if result.outcome == "sent":
                 relay.outages = 0
-        self.tried.pop(result.key, None)
-        self.results.append(final := dataclasses.replace(result, relay=relay.name))
+        if self.tried:
+            self.tried.pop(result.key, None)
+        r = result
+        final = Result(r.key, r.outcome, r.code, r.enhanced, r.text, relay.name)
+        self.results.append(final)
         if self.report is not None:
             await self.report(final)
 
-    def _route_again(self, envelope: Envelope) -> bool:
-        """Queue ``envelope`` for another relay; False when no other relay may carry it."""
-        tried = self.tried.get(envelope.key, ())
+    def _route_again(self, envelope: Envelope, relay: Relay) -> bool:
+        """Queue ``envelope``, which ``relay`` could not send, for another relay; False when
+        no other relay may carry it."""
+        tried = self.tried.setdefault(envelope.key, set())
+        tried.add(relay)
         domain = _from_domain(envelope)
         if not any(r not in tried and r.carries(domain) for r in self.active):
             return False
