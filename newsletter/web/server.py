@@ -35,14 +35,21 @@ def uvicorn_config(
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host``:``port`` (port 0: any free port).
 
+    TCP_NODELAY is set on it, and so on every connection it accepts: uvicorn writes a
+    response's head and body apart, and with Nagle's algorithm on the body waited for the
+    client's delayed ACK, 40 ms on every request of a keep-alive connection (43 ms a GET
+    before, 0.7 ms after, on loopback).
+
     Raises ConfigError naming the address when it cannot be bound (in use, not ours).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=128)
+        sock = socket.create_server((host, port), family=family, backlog=128)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def serve(app: ASGIApp, web: WebSettings, *, host: str, port: int) -> None:
