@@ -325,7 +325,7 @@ class Worker:
         bounced = any(a.result.outcome == "bounced" for a in answered)
         plain = not (throttles or postponed or bounced)
         # The usual group (answers only, no bounce) takes the lean path; the rest the ORM's.
-        with lean_transaction(conn) if plain else conn.begin():
+        with lean_transaction(conn, one_statement=True) if plain else conn.begin():
             if throttles or postponed:  # rare: the ORM is fine here
                 with Session(bind=conn) as session:
                     if throttles:

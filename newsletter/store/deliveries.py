@@ -210,6 +210,55 @@ def _settle_sql(dialect: Any, status: str) -> str:
     return sql
 
 
+_GROUP_SQL: dict[int, str] = {}
+_GROUP_TYPES = ("bigint", "text", "int", "text", "text", "text", "timestamptz", "text")
+
+
+def _group_sql(n: int) -> str:
+    """One UPDATE that records ``n`` answers of any statuses (PostgreSQL), with numbered
+    parameters: $1 the time, $2 the worker, then the rows as a VALUES list. The guard is the
+    per-status one of ``_settle_sql``."""
+    sql = _GROUP_SQL.get(n)
+    if sql is None:
+        width = len(_GROUP_TYPES)
+        rows = ", ".join(
+            "(" + ", ".join(f"${3 + r * width + i}::{t}" for i, t in enumerate(_GROUP_TYPES)) + ")"
+            for r in range(n)
+        )
+        sql = _GROUP_SQL[n] = (
+            "UPDATE deliveries AS d SET status = v.status, last_code = v.code, "
+            "last_enhanced = v.enhanced, last_text = v.text, message_id = v.message_id, "
+            "next_attempt_at = v.next_at, claimed_by = '', lease_until = NULL, "
+            "updated_at = $1, relay = v.relay, "
+            "sent_at = CASE WHEN v.status = 'sent' THEN $1 ELSE d.sent_at END "
+            f"FROM (VALUES {rows}) "
+            "AS v(id, status, code, enhanced, text, message_id, next_at, relay) "
+            "WHERE d.id = v.id AND CASE WHEN v.status = 'sent' THEN d.status <> 'sent' "
+            "ELSE d.claimed_by = $2 AND d.status = 'sending' END"
+        )
+    return sql
+
+
+def _record_answers_at_once(
+    conn: Connection, answers: list[Answer], worker: str, stamp: Any, dt: Any
+) -> dict[str, int]:
+    """PostgreSQL: the group in one prepared statement, on psycopg's RawCursor (numbered
+    parameters as the server takes them: psycopg neither parses the statement again nor,
+    past 50 parameters, skips its cache)."""
+    import psycopg
+
+    params: list[Any] = [stamp, worker]
+    counts: dict[str, int] = {}
+    for a in answers:
+        params += (a.delivery_id, a.status, a.code, a.enhanced, a.text, a.message_id,
+                   dt(a.next_attempt_at), a.relay)  # fmt: skip
+        counts[a.status] = counts.get(a.status, 0) + 1
+    if answers:
+        with psycopg.RawCursor(conn.connection.driver_connection) as cursor:
+            cursor.execute(_group_sql(len(answers)), params, prepare=True)
+    return counts
+
+
 _DATETIMES: dict[str, Any] = {}
 
 
@@ -230,11 +279,15 @@ def record_answers(
     claim over since; any other status only while the claim is still ``worker``'s). Returns
     how many answers of each status were given.
 
-    This runs for every few answers while an issue is sending, so it is lean: one UPDATE per
-    status in the driver's parameter style, executed for the group at once on the driver's
-    cursor (inside the caller's transaction)."""
+    This runs for every few answers while an issue is sending, so it is lean, on the driver's
+    own cursor (inside the caller's transaction): on PostgreSQL one UPDATE for the whole group
+    (so a caller may run it as a transaction of its own: ``lean_transaction(one_statement=
+    True)``); on SQLite, where a statement costs no round trip, one prepared UPDATE per
+    status, executed for the group at once."""
     dt = _datetimes(conn.dialect)
     stamp = dt(now)
+    if conn.dialect.name == "postgresql":
+        return _record_answers_at_once(conn, list(answers), worker, stamp, dt)
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for a in answers:
         head = (a.status, a.code, a.enhanced, a.text, a.message_id, dt(a.next_attempt_at), stamp,

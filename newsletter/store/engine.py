@@ -194,13 +194,24 @@ def writer_sessions(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def lean_transaction(conn: Connection) -> Iterator[None]:
+def lean_transaction(conn: Connection, *, one_statement: bool = False) -> Iterator[None]:
     """A write transaction on ``conn``'s driver connection, without SQLAlchemy's transaction
     bookkeeping: ~30 µs instead of ~100 for a loop of small commits (the delivery ledger
     records answers a few at a time). Inside it, only the driver's cursor may be used
     (``conn.connection.cursor()``), never ``conn.execute``. SQLite takes the write lock at
-    once (BEGIN IMMEDIATE), as ``writer_sessions`` do."""
+    once (BEGIN IMMEDIATE), as ``writer_sessions`` do.
+
+    ``one_statement``: the body runs a single statement. On PostgreSQL it then runs in
+    autocommit, a transaction of its own: one round trip to the server instead of three
+    (BEGIN, the statement, COMMIT), which was most of the cost of a small commit here."""
     raw = conn.connection.driver_connection
+    if one_statement and conn.dialect.name == "postgresql":
+        raw.autocommit = True
+        try:
+            yield
+        finally:
+            raw.autocommit = False
+        return
     if conn.dialect.name == "sqlite":
         raw.execute("BEGIN IMMEDIATE")
         try:
