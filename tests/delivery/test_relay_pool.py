@@ -322,3 +322,26 @@ def test_check_opens_a_session_with_each_relay_and_names_the_one_that_fails(
     (failed,) = [line for line in lines if line.startswith("FAIL smtp spare")]
     assert f"127.0.0.1:{port}" in failed and "connection refused" in failed
     assert up.handler.messages == []
+
+
+def test_no_relay_reachable_through_issue_send_is_one_line_and_uses_no_attempt(
+    cli, tmp_path
+) -> None:
+    class Missing:
+        def __init__(self) -> None:
+            self.port = _free_port()
+
+    missing = [Missing(), Missing()]
+    _relay_config(cli, missing)
+    n = 50
+    seed(cli, tmp_path, n)
+    proc = _newsletter(cli.config, "issue", "send", "1")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    (line,) = err.strip().splitlines()  # one line: no warning per relay, no traceback
+    assert "cannot reach any SMTP relay" in line and "no attempt was used" in line
+    for relay in missing:
+        assert f"127.0.0.1:{relay.port}" in line
+    missed = json.loads(cli.ok("issue", "missed", "1", "--json").stdout)
+    assert len(missed) == n and {m["attempts"] for m in missed} == {0}
+    assert show(cli)["deliveries"]["pending"] == n

@@ -106,13 +106,14 @@ class RelayPool:
     async def aclose(self) -> None:
         await asyncio.gather(*(relay.transport.aclose() for relay in self.relays))
 
-    def take_out(self, relay: Relay, reason: str) -> None:
-        """Leave ``relay`` out of the next sends for a while (growing while it keeps failing)."""
+    def take_out(self, relay: Relay) -> float:
+        """Leave ``relay`` out of the next sends for a while (growing while it keeps failing);
+        returns for how many seconds."""
         relay.outages += 1
         seconds = self.down_seconds * 2 ** min(relay.outages - 1, MAX_DOWN_DOUBLINGS)
         relay.down_until = time.monotonic() + seconds
         relay.strikes = 0
-        log.warning("relay.down name=%s seconds=%.0f reason=%s", relay.name, seconds, reason)
+        return seconds
 
 
 def _from_domain(envelope: Envelope) -> str:
@@ -142,6 +143,7 @@ class _Send:
         self.exhausted = False  # the source has given its last envelope
         self.pulling = False  # a relay is waiting for the source's next envelope
         self.answered = False  # some relay answered a transaction during this send
+        self.unlogged: list[str] = []  # relays taken out before any relay answered
         self._changed = asyncio.Event()
 
     async def run(self) -> list[Result]:
@@ -154,6 +156,7 @@ class _Send:
             deferred = self._deferred(left, str(self.fatal))
             raise TransportError(str(self.fatal), self.results + deferred)
         if left and not self.answered and self.faults:
+            # (the error names every relay: the warnings held back would say it again)
             reasons = "; ".join(f"{r.name} ({e.reason})" for r, e in self.faults.items())
             raise TransportError(
                 f"cannot reach any SMTP relay: {reasons}; check host and port of each [[smtp]] "
@@ -163,6 +166,8 @@ class _Send:
                 unreachable=True,
                 reason=reasons,
             )
+        for line in self.unlogged:
+            log.warning("%s", line)
         why = "; ".join(f"{r.name}: {e.reason}" for r, e in self.faults.items())
         return self.results + self._deferred(left, why or "no relay may send this message")
 
@@ -351,7 +356,12 @@ class _Send:
         self.active.remove(relay)
         self.pending.extendleft(reversed(self.queues.pop(relay)))
         if reason:
-            self.pool.take_out(relay, reason)
+            seconds = self.pool.take_out(relay)
+            line = f"relay.down name={relay.name} seconds={seconds:.0f} reason={reason}"
+            if self.answered:  # the others carry on: say so now
+                log.warning("%s", line)
+            else:  # perhaps none can be reached: then the send's error says it once
+                self.unlogged.append(line)
         self._wake()
 
     # -- waiting -----------------------------------------------------------------------------
