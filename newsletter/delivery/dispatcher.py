@@ -24,6 +24,7 @@ The reputation guard acts here: a throttling reply backs off its domain for ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -653,6 +654,14 @@ class _Settler:
             self._conn = frequent_commits(self.worker.engine)
         return self._conn
 
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            with contextlib.suppress(Exception):
+                conn.close()
+
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -665,9 +674,11 @@ class _Settler:
                 self.worker.commit(self._connection(), answered, postponed)
                 break
             except Exception as exc:
-                if attempt == COMMIT_RETRIES - 1 or not _transient(exc):
+                dbapi = self.worker.engine.dialect.loaded_dbapi
+                if attempt == COMMIT_RETRIES - 1 or not _transient(exc, dbapi):
                     raise StoreError(f"cannot record delivery results: {exc}") from exc
                 log.warning("settle.retry attempt=%s error=%s", attempt + 1, exc)
+                self._drop_connection()  # a new one for the next try (the old may be gone)
                 time.sleep(0.2 * 2**attempt)
         self._issues.update(a.claim.issue_id for a in answered)
         rate_checks = self.worker.bounce_guard.due(answered)
@@ -677,11 +688,15 @@ class _Settler:
             self._checked_status = now
 
 
-def _transient(exc: Exception) -> bool:
+def _transient(exc: Exception, dbapi: object) -> bool:
     """A database error worth trying again: a lost connection, a lock or serialisation
-    conflict."""
+    conflict; raised through SQLAlchemy, or by the driver itself (``dbapi``, the driver's
+    module: the lean path uses its cursor directly)."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    return isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    raw = getattr(dbapi, "OperationalError", None)
+    return (
+        isinstance(exc, OperationalError)
+        or (isinstance(raw, type) and isinstance(exc, raw))
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
     )

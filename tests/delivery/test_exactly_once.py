@@ -378,3 +378,38 @@ def _soon() -> str:
     from tests.delivery.test_daemon import at
 
     return at(2)
+
+
+@pytest.mark.timeout(300)
+def test_the_database_dropping_the_senders_connections_mid_send_loses_and_doubles_nothing(
+    cli, smtp_server, tmp_path, migrated_url, db_kind
+) -> None:
+    """PostgreSQL ends every connection of the send (a failover, an admin's
+    pg_terminate_backend): the settler records the group again on a new connection, the
+    others reconnect, and the send finishes."""
+    if db_kind != "postgresql":
+        pytest.skip("the connections of a server (SQLite has none)")
+    server = smtp_server(data_delay=0.01)
+    smtp_config(cli, server, batch_size=100)
+    n = 2000
+    emails = seed(cli, tmp_path, n)
+    name = f"nl-send-{os.getpid()}"  # libpq names the send's connections after PGAPPNAME
+    proc = _newsletter(cli.config, "issue", "send", "1", env={**os.environ, "PGAPPNAME": name})
+    _wait(lambda: len(server.handler.messages) >= n // 4 or proc.poll() is not None, 60)
+    engine = connect(database_url(load_settings(cli.config)))
+    try:
+        with engine.connect() as conn:
+            ended = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %(name)s",
+                {"name": name},
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert ended >= 2  # at least the settler's and a claiming one
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, (out, err)
+    assert "Traceback" not in err and "settle.retry" in err
+    received = Counter(server.handler.recipients())
+    assert set(received) == set(emails) and max(received.values()) == 1
+    assert show(cli)["deliveries"]["sent"] == n
