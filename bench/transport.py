@@ -105,7 +105,7 @@ def make(args: argparse.Namespace, relays: int) -> tuple[Transport, list[int]]:
     if relays == 1:
         return SmtpTransport(settings[0], pipelining=pipelining), ports
     pool = RelayPool(
-        [Relay(s, SmtpTransport(s, pipelining=pipelining), s.concurrency) for s in settings],
+        [Relay(s, SmtpTransport(s, pipelining=pipelining)) for s in settings],
         down_seconds=60,
     )
     return pool, ports

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import msgspec
 from sqlalchemy import Engine
 
 from .compose import IssueContent, PostView, prepare_issue
@@ -95,13 +94,10 @@ def check_transport(settings: Settings) -> list[Check]:
 
 
 def _check_relay(settings: Settings, relay: SmtpSettings, *, several: bool) -> Check:
-    from .delivery.transports import SmtpTransport, TransportError, make_transport
+    from .delivery.transports import TransportError, smtp_transport
 
     async def probe() -> str:
-        one = msgspec.structs.replace(relay, rate_per_second=0.0)  # one plain SmtpTransport
-        transport = make_transport(one, settings.sending, base_dir=Path(settings.base_dir))
-        assert isinstance(transport, SmtpTransport)
-        return await transport.check()
+        return await smtp_transport(relay, Path(settings.base_dir)).check()
 
     name = f"smtp {relay.label}" if several else "smtp"
     try:

@@ -604,8 +604,9 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
 
 def settings_from_dict(raw: dict, path: Path = Path(DEFAULT_CONFIG_PATH)) -> Settings:
     """Validate an already-parsed config mapping (used by load_settings and tests)."""
-    if "base_dir" in raw or "relays" in raw:
-        raise ConfigError(f"{path}: {'base_dir' if 'base_dir' in raw else 'relays'}: unknown key")
+    for key in ("base_dir", "relays"):  # set by this function, not by the file
+        if key in raw:
+            raise ConfigError(f"{path}: {key}: unknown key")
     raw = _relays(raw, path)
     for i, smtp in enumerate(raw.get("relays") or [raw.get("smtp")]):
         if isinstance(smtp, dict) and "password" in smtp:

@@ -24,7 +24,6 @@ The reputation guard acts here: a throttling reply backs off its domain for ever
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -654,14 +653,6 @@ class _Settler:
             self._conn = frequent_commits(self.worker.engine)
         return self._conn
 
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.invalidate()
-            with contextlib.suppress(Exception):
-                conn.close()
-
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -678,7 +669,7 @@ class _Settler:
                 if attempt == COMMIT_RETRIES - 1 or not _transient(exc, dbapi):
                     raise StoreError(f"cannot record delivery results: {exc}") from exc
                 log.warning("settle.retry attempt=%s error=%s", attempt + 1, exc)
-                self._drop_connection()  # a new one for the next try (the old may be gone)
+                self._close_connection()  # a new one for the next try (the old may be gone)
                 time.sleep(0.2 * 2**attempt)
         self._issues.update(a.claim.issue_id for a in answered)
         rate_checks = self.worker.bounce_guard.due(answered)

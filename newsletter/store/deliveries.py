@@ -186,22 +186,21 @@ class Answer(NamedTuple):
     relay: str = ""
 
 
-_SETTLE_SQL: dict[tuple[str, str], str] = {}
+_SETTLE_SQL: dict[str, str] = {}
 
 
-def _settle_sql(dialect: Any, status: str) -> str:
-    """The UPDATE that records answers of one status, in the driver's own parameter style
-    (it runs per group of answers on the driver's cursor: no statement to build each time)."""
-    key = (dialect.name, status)
-    sql = _SETTLE_SQL.get(key)
+def _settle_sql(status: str) -> str:
+    """The UPDATE that records answers of one status on SQLite (it runs per group of answers
+    on the driver's cursor: no statement to build each time)."""
+    sql = _SETTLE_SQL.get(status)
     if sql is None:
-        p = "?" if dialect.paramstyle == "qmark" else "%s"
+        p = "?"
         sent_at = f", sent_at = {p}" if status == "sent" else ""
         # A "sent" is recorded even if another worker took the claim over meanwhile (the
         # message went out either way); anything else only while the claim is still ours.
         ours = f"claimed_by = {p} AND status = 'sending'"
         guard = "status <> 'sent'" if status == "sent" else ours
-        sql = _SETTLE_SQL[key] = (
+        sql = _SETTLE_SQL[status] = (
             f"UPDATE deliveries SET status = {p}, last_code = {p}, last_enhanced = {p}, "
             f"last_text = {p}, message_id = {p}, next_attempt_at = {p}, claimed_by = '', "
             f"lease_until = NULL, updated_at = {p}, relay = {p}{sent_at} "
@@ -297,7 +296,7 @@ def record_answers(
     cursor = conn.connection.cursor()  # the driver's own: no statement to build per group
     try:
         for status, params in rows.items():
-            cursor.executemany(_settle_sql(conn.dialect, status), params)
+            cursor.executemany(_settle_sql(status), params)
     finally:
         cursor.close()
     return {status: len(params) for status, params in rows.items()}

@@ -32,9 +32,7 @@ def _pool(*servers_and_options, down_seconds: float = 60.0) -> RelayPool:
     relays = []
     for i, (server, options) in enumerate(servers_and_options):
         settings = server.settings(**({"name": f"relay{i}", "concurrency": 4} | options))
-        relays.append(
-            Relay(settings, SmtpTransport(settings), settings.concurrency, settings.rate_per_second)
-        )
+        relays.append(Relay(settings, SmtpTransport(settings)))
     return RelayPool(relays, down_seconds=down_seconds)
 
 

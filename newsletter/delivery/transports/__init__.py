@@ -51,6 +51,7 @@ __all__ = [
     "classify",
     "is_throttle",
     "make_transport",
+    "smtp_transport",
     "transport_for",
 ]
 
@@ -78,11 +79,11 @@ def make_transport(
         inner = MaildirTransport(base_dir / sending.maildir_path)
     elif len(relays) > 1 or (relays and relays[0].rate_per_second):
         inner = RelayPool(
-            [Relay(r, _smtp(r, base_dir), r.concurrency, r.rate_per_second) for r in relays],
+            [Relay(r, smtp_transport(r, base_dir)) for r in relays],
             down_seconds=sending.relay_down_seconds,
         )
     else:
-        inner = _smtp(smtp, base_dir)
+        inner = smtp_transport(smtp, base_dir)
     if dkim is None or not dkim.all_keys():
         return inner
     from ...dkim.sign import signer_for
@@ -118,7 +119,8 @@ def shared_out(relays: Sequence[SmtpSettings], connections: int | None) -> list[
     ]
 
 
-def _smtp(smtp: SmtpSettings, base_dir: Path) -> SmtpTransport:
+def smtp_transport(smtp: SmtpSettings, base_dir: Path) -> SmtpTransport:
+    """One relay's SmtpTransport, its ``ca_file`` taken relative to ``base_dir``."""
     if smtp.ca_file:
         smtp = msgspec.structs.replace(smtp, ca_file=str(base_dir / smtp.ca_file))
     return SmtpTransport(smtp, ehlo_name=smtp.ehlo_name)

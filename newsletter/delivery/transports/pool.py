@@ -63,22 +63,24 @@ WAIT_SECONDS = 1.0  # the longest a relay's connection waits before looking agai
 class Relay:
     """One relay of the pool and what the pool knows of it (kept from one send to the next)."""
 
-    settings: SmtpSettings
+    settings: SmtpSettings  # (already shared out to this process: transports.shared_out)
     transport: Transport
-    connections: int
-    rate: float = 0.0  # messages per second for this process; 0: no limit
     down_until: float = 0.0  # time.monotonic() until which it is left out
     outages: int = 0  # times taken out in a row
     strikes: int = 0  # transactions broken off in a row
     credit: float = 0.0  # the weighted round-robin's running score
     next_slot: float = 0.0  # time.monotonic() of its next message under ``rate``
     # From the settings, read once (they are looked at for every message):
+    connections: int = field(init=False)
+    rate: float = field(init=False)  # messages per second for this process; 0: no limit
     name: str = field(init=False)
     weight: float = field(init=False)
     share: float = field(init=False)
     picky: bool = field(init=False)  # it carries only some From domains
 
     def __post_init__(self) -> None:
+        self.connections = self.settings.concurrency
+        self.rate = self.settings.rate_per_second
         self.name = self.settings.label
         self.weight = self.settings.weight
         self.share = self.weight or 1.0  # (a standby's turn among standbys)
@@ -138,7 +140,7 @@ class _Send:
         self.tried: dict[int, set[Relay]] = {}
         self.results: list[Result] = []
         self.stranded: list[Envelope] = []  # no relay left that may carry them
-        self.faults: dict[Relay, TransportError] = {}
+        self.faults: dict[Relay, str] = {}  # relay -> why it could not be reached
         self.fatal: TransportError | None = None
         self.exhausted = False  # the source has given its last envelope
         self.pulling = False  # a relay is waiting for the source's next envelope
@@ -157,7 +159,7 @@ class _Send:
             raise TransportError(str(self.fatal), self.results + deferred)
         if left and not self.answered and self.faults:
             # (the error names every relay: the warnings held back would say it again)
-            reasons = "; ".join(f"{r.name} ({e.reason})" for r, e in self.faults.items())
+            reasons = "; ".join(f"{r.name} ({why})" for r, why in self.faults.items())
             raise TransportError(
                 f"cannot reach any SMTP relay: {reasons}; check host and port of each [[smtp]] "
                 "in the config and that the relays are running, then send again (nothing was "
@@ -168,7 +170,7 @@ class _Send:
             )
         for line in self.unlogged:
             log.warning("%s", line)
-        why = "; ".join(f"{r.name}: {e.reason}" for r, e in self.faults.items())
+        why = "; ".join(f"{r.name}: {reason}" for r, reason in self.faults.items())
         return self.results + self._deferred(left, why or "no relay may send this message")
 
     @staticmethod
@@ -188,20 +190,20 @@ class _Send:
         except TransportError as exc:
             results = exc.results
             if exc.unreachable:
-                self.faults[relay] = exc
+                self.faults[relay] = exc.reason
             elif self.fatal is None:
                 self.fatal = TransportError(f"SMTP relay {relay.name}: {exc}", reason=exc.reason)
         untried = [r for r in results if self.owner.get(r.key, (None, None))[1] is relay]
         if untried and self.fatal is None:
             # Its connections could not be set up: everything it still had goes elsewhere.
             reason = untried[0].text
-            self.faults.setdefault(relay, TransportError(reason, reason=reason))
+            self.faults.setdefault(relay, reason)
             self._take_out(relay, reason)
         for r in untried:
             envelope, _ = self.owner.pop(r.key)
             if not self._route_again(envelope, relay):
                 self.stranded.append(envelope)
-        self._take_out(relay, "")  # (no-op for a relay that finished its share)
+        self._take_out(relay, "")  # its share is done: it takes no more work in this send
         self._wake()
 
     async def take(self, relay: Relay) -> Envelope | None:
