@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
+import signal
 import socket
 import threading
 import time
@@ -250,12 +253,12 @@ def test_make_transport_builds_a_pool_only_for_several_relays(tmp_path):
 # -- through `issue send` -----------------------------------------------------------------------
 
 
-def _relay_config(cli, servers, **sending) -> None:
+def _relay_config(cli, servers, *, concurrency: int = 4, **sending) -> None:
     values = {"retry_backoff_seconds": 60, "max_attempts": 3, "batch_size": 100} | sending
     lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
     relays = "".join(
         f'[[smtp]]\nname = "relay-{i}"\nhost = "127.0.0.1"\nport = {s.port}\ntimeout = 3.0\n'
-        "concurrency = 4\nmax_messages_per_connection = 50\n\n"
+        f"concurrency = {concurrency}\nmax_messages_per_connection = 50\n\n"
         for i, s in enumerate(servers)
     )
     text = cli.config.read_text()
@@ -343,3 +346,37 @@ def test_no_relay_reachable_through_issue_send_is_one_line_and_uses_no_attempt(
     missed = json.loads(cli.ok("issue", "missed", "1", "--json").stdout)
     assert len(missed) == n and {m["attempts"] for m in missed} == {0}
     assert show(cli)["deliveries"]["pending"] == n
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_through_two_relays_loses_nobody_and_doubles_at_most_the_window(
+    cli, smtp_server, tmp_path
+) -> None:
+    # 2 relays x 2 connections: on the wire at most 4, waiting to be recorded at most 4.
+    window = 2 * 4
+    servers = [smtp_server(data_delay=0.02), smtp_server(data_delay=0.02)]
+    _relay_config(cli, servers, concurrency=2)
+    n = 800
+    emails = seed(cli, tmp_path, n)
+    point = random.Random().randrange(100, n - 200)
+
+    def arrived() -> list:
+        return sorted((m for s in servers for m in s.handler.messages), key=lambda m: m.at)
+
+    proc = _newsletter(cli.config, "issue", "send", "1")
+    deadline = time.monotonic() + 120
+    while len(arrived()) < point and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sender and its worker processes, at once
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(s.handler.open_sessions for s in servers) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the killed sender's last messages are in or gone
+    before = {m.rcpt_tos[0] for m in arrived()}
+    out = cli.ok("issue", "send", "1").stdout
+    assert f"Issue 1 sent: {n} sent" in out
+    after = [m.rcpt_tos[0] for m in arrived()]
+    assert set(after) == set(emails)  # nobody lost
+    again = Counter(after) - Counter(set(after))
+    assert set(again) <= before and sum(again.values()) <= window, (point, sorted(again))
+    assert show(cli)["deliveries"]["sent"] == n
