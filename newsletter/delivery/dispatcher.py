@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
@@ -48,6 +49,7 @@ from . import ledger, reputation
 from .transports import Envelope, Result, Transport, TransportError, transport_for
 
 log = logging.getLogger("newsletter.delivery")
+_T = TypeVar("_T")
 IDLE_POLL_SECONDS = 0.2
 MAX_SLOT_RETRIES = 3  # reservations for one chunk before a late worker sends anyway
 PACING_STEP_SECONDS = 0.1  # slots are reserved this much at a time; a later slot goes unused
@@ -192,13 +194,17 @@ class Worker:
         rate = self._rate()
         if rate:
             lease += timedelta(seconds=size / rate)
-        with self.sessions() as session, session.begin():
+
+        def work(session: Session) -> list[ledger.Claim]:
             claims = ledger.claim(
                 session, worker=self.name, limit=size, lease=lease, issue_id=self.issue_id
             )
             if claims:
                 self.backoff, self.recent = reputation.active_backoffs(session)
                 self._forget_edited_steps(session, {c.issue_id for c in claims})
+            return claims
+
+        claims = self._in_transaction(work)
         self.stats.claimed += len(claims)
         return claims
 
@@ -214,25 +220,38 @@ class Worker:
                 self._prepared.pop(issue_id, None)
                 del self._steps[issue_id]
 
+    def _in_transaction(self, work: Callable[[Session], _T]) -> _T:
+        """``work`` in a writing transaction of its own, tried again on a new connection when
+        the database dropped it or a lock timed out (see ``_retrying``)."""
+
+        def attempt() -> _T:
+            with self.sessions() as session, session.begin():
+                return work(session)
+
+        return _retrying(attempt, self.engine, "cannot reach the database")
+
     def _release(self) -> None:
-        with self.sessions() as session, session.begin():
-            ledger.release(session, self.name)
+        self._in_transaction(lambda session: ledger.release(session, self.name))
 
     def _idle(self) -> bool:
         """True when this worker is done: the issue was paused or cancelled, or it has
         nothing due now and nothing in flight elsewhere (then it may be marked sent)."""
-        if self.issue_id is None:
+        issue_id = self.issue_id
+        if issue_id is None:
             return True
-        with self.sessions() as session, session.begin():
-            issue = session.get(Issue, self.issue_id)
+
+        def work(session: Session) -> bool:
+            issue = session.get(Issue, issue_id)
             if issue is None or issue.status != ledger.ACTIVE_ISSUE:
                 return True
             ledger.release_dead_local_claims(session)
-            due, _waiting = ledger.remaining(session, self.issue_id)
+            due, _waiting = ledger.remaining(session, issue_id)
             if due == 0:
                 ledger.finish_if_done(session, issue)
                 return True
             return False
+
+        return self._in_transaction(work)
 
     def _prepared_issue(self, issue_id: int) -> PreparedIssue:
         prepared = self._prepared.get(issue_id)
@@ -280,8 +299,7 @@ class Worker:
     def _give_back(self, delivery_ids: list[int]) -> None:
         if not delivery_ids:
             return  # (no ids would mean every claim of this worker)
-        with self.sessions() as session, session.begin():
-            ledger.release(session, self.name, delivery_ids)
+        self._in_transaction(lambda session: ledger.release(session, self.name, delivery_ids))
 
     async def _wait_for_slot(self, issue_id: int, n: int, rate: float) -> datetime | None:
         """Reserve ``n`` slots and sleep until the first comes; returns its time (slot k is at
@@ -301,8 +319,9 @@ class Worker:
         return utcnow()  # late every time: the machine is overloaded; send rather than starve
 
     def _reserve(self, issue_id: int, n: int, rate: float) -> datetime | None:
-        with self.sessions() as session, session.begin():
-            return ledger.reserve_slots(session, issue_id, n, rate)
+        return self._in_transaction(
+            lambda session: ledger.reserve_slots(session, issue_id, n, rate)
+        )
 
     def note_throttle(self, key: str) -> None:
         """A throttling reply for domain ``key``: stop handing out its messages at once, for
@@ -355,23 +374,25 @@ class Worker:
     def check_issues(self, issue_ids: set[int], *, rate_checks: set[int]) -> None:
         """Note the issues that stopped sending (paused, cancelled elsewhere); for those in
         ``rate_checks``, apply the bounce-rate guard on the exact counts of every worker."""
-        with self.sessions() as session, session.begin():
-            rows = session.execute(
-                select(Issue.id, Issue.status).where(Issue.id.in_(list(issue_ids)))
-            ).all()
-            for issue_id, status in rows:
-                if status != ledger.ACTIVE_ISSUE:
-                    self.halted.add(issue_id)
-                    continue
-                if issue_id not in rate_checks:
-                    continue
-                counts = deliveries.counts(session, issue_id)
-                self.bounce_guard.base(issue_id, counts)
-                reason = guard.bounce_pause_reason(counts, self.settings.sending)
-                if guard.pause_for(session, session.get_one(Issue, issue_id), reason):
-                    log.warning("issue.paused id=%s reason=%s", issue_id, reason)
-                    self.paused_by_guard[issue_id] = reason
-                    self.halted.add(issue_id)
+        self._in_transaction(lambda session: self._check_issues(session, issue_ids, rate_checks))
+
+    def _check_issues(self, session: Session, issue_ids: set[int], rate_checks: set[int]) -> None:
+        rows = session.execute(
+            select(Issue.id, Issue.status).where(Issue.id.in_(list(issue_ids)))
+        ).all()
+        for issue_id, status in rows:
+            if status != ledger.ACTIVE_ISSUE:
+                self.halted.add(issue_id)
+                continue
+            if issue_id not in rate_checks:
+                continue
+            counts = deliveries.counts(session, issue_id)
+            self.bounce_guard.base(issue_id, counts)
+            reason = guard.bounce_pause_reason(counts, self.settings.sending)
+            if guard.pause_for(session, session.get_one(Issue, issue_id), reason):
+                log.warning("issue.paused id=%s reason=%s", issue_id, reason)
+                self.paused_by_guard[issue_id] = reason
+                self.halted.add(issue_id)
 
 
 class _BounceGuard:
@@ -647,6 +668,10 @@ class _Settler:
             return
         self._answered, self._postponed = [], []
         self.error = None
+        try:
+            self._check(answered)
+        except StoreError as exc:  # recorded, but the issue cannot be watched: stop sending
+            self.error = exc
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.invalidated or self._conn.closed:
@@ -659,24 +684,55 @@ class _Settler:
             close_frequent(conn)
 
     def _commit(self, answered: list[_Answered], postponed: list[_Postponed]) -> None:
-        """One transaction for the group, then the issue checks. Raises StoreError."""
-        for attempt in range(COMMIT_RETRIES):
-            try:
-                self.worker.commit(self._connection(), answered, postponed)
-                break
-            except Exception as exc:
-                dbapi = self.worker.engine.dialect.loaded_dbapi
-                if attempt == COMMIT_RETRIES - 1 or not _transient(exc, dbapi):
-                    raise StoreError(f"cannot record delivery results: {exc}") from exc
-                log.warning("settle.retry attempt=%s error=%s", attempt + 1, exc)
-                self._close_connection()  # a new one for the next try (the old may be gone)
-                time.sleep(0.2 * 2**attempt)
+        """One transaction for the group. Raises StoreError."""
+        try:
+            _retrying(
+                lambda: self.worker.commit(self._connection(), answered, postponed),
+                self.worker.engine,
+                "cannot record delivery results",
+                retry_as="settle.retry",
+                before_retry=self._close_connection,  # a new one (the old may be gone)
+            )
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot record delivery results: {exc}") from exc
+
+    def _check(self, answered: list[_Answered]) -> None:
+        """The issue checks after a group (paused elsewhere? the bounce rate). Raises
+        StoreError."""
         self._issues.update(a.claim.issue_id for a in answered)
         rate_checks = self.worker.bounce_guard.due(answered)
         now = time.monotonic()
         if rate_checks or now - self._checked_status >= STATUS_CHECK_SECONDS:
             self.worker.check_issues(set(self._issues), rate_checks=rate_checks)
             self._checked_status = now
+
+
+def _retrying(
+    action: Callable[[], _T],
+    engine: Engine,
+    what: str,
+    *,
+    retry_as: str = "db.retry",
+    before_retry: Callable[[], None] | None = None,
+) -> _T:
+    """``action()``, tried again up to COMMIT_RETRIES times (0.2 s, doubling, between tries)
+    when the database dropped the connection or a lock timed out; then StoreError saying
+    ``what``, on one line. Other errors pass through."""
+    for attempt in range(COMMIT_RETRIES):
+        try:
+            return action()
+        except Exception as exc:
+            if not _transient(exc, engine.dialect.loaded_dbapi):
+                raise
+            if attempt == COMMIT_RETRIES - 1:
+                raise StoreError(f"{what}: {str(exc).splitlines()[0]}") from exc
+            log.warning("%s attempt=%s error=%s", retry_as, attempt + 1, exc)
+            if before_retry is not None:
+                before_retry()
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _transient(exc: Exception, dbapi: object) -> bool:
