@@ -257,7 +257,7 @@ def _relay_config(cli, servers, *, concurrency: int = 4, **sending) -> None:
     values = {"retry_backoff_seconds": 60, "max_attempts": 3, "batch_size": 100} | sending
     lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
     relays = "".join(
-        f'[[smtp]]\nname = "relay-{i}"\nhost = "127.0.0.1"\nport = {s.port}\ntimeout = 3.0\n'
+        f'[[smtp]]\nname = "relay-{i}"\nhost = "127.0.0.1"\nport = {s.port}\ntimeout = 10.0\n'
         f"concurrency = {concurrency}\nmax_messages_per_connection = 50\n\n"
         for i, s in enumerate(servers)
     )
@@ -283,7 +283,9 @@ def test_one_of_two_relays_stopped_half_way_the_other_delivers_the_rest_once(
     deadline = time.monotonic() + 120
     while received() < n // 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert received() >= n // 2, "the send did not get half way"
+    if received() < n // 2:
+        out, err = proc.communicate(timeout=60) if proc.poll() is not None else ("", "")
+        pytest.fail(f"the send did not get half way: {received()} received; {out}{err}")
     assert len(first.handler.messages) > 0 and len(second.handler.messages) > 0
     stopper = threading.Thread(target=smtp_server.stop_port, args=(first.port,))
     stopper.start()
