@@ -28,7 +28,7 @@ from newsletter.delivery.transports import (
 from newsletter.errors import ConfigError
 from tests.delivery.test_send_issue import _newsletter, seed, show
 
-from .conftest import by_key, envelope
+from .conftest import HANG, by_key, envelope
 
 
 def _pool(*servers_and_options, down_seconds: float = 60.0) -> RelayPool:
@@ -153,6 +153,30 @@ def test_a_relay_that_answers_421_again_and_again_is_taken_out(smtp_server):
     # taken out after 3 broken-off transactions in a row (plus what was in flight then)
     assert len(busy.handler.commands("MAIL")) <= 3 + 4
     assert next(r for r in pool.relays if r.name == "busy").down_until > time.monotonic()
+
+
+def test_an_envelope_a_relay_could_not_try_after_the_rest_was_sent_goes_to_the_other(
+    smtp_server,
+):
+    # One of relay0's two connections hangs in EHLO until its timeout; the other connection
+    # sends everything else and asks for more while the hung one still holds its envelope.
+    # That connection must not wait for it (it only comes back once every connection of
+    # relay0 has stopped asking): relay1 sends it.
+    slow_start, other = smtp_server(), smtp_server()
+    slow_start.handler.inject("EHLO", "", HANG)
+    pool = _pool((slow_start, {"concurrency": 2, "timeout": 2.0}), (other, {"concurrency": 1}))
+
+    async def run() -> list[Result]:
+        try:
+            return await asyncio.wait_for(pool.send([envelope(k) for k in range(1, 31)]), 30)
+        finally:
+            await pool.aclose()
+
+    results = by_key(asyncio.run(run()))
+    assert sorted(results) == list(range(1, 31))
+    assert {r.outcome for r in results.values()} == {"sent"}
+    both = Counter(slow_start.handler.recipients()) + Counter(other.handler.recipients())
+    assert len(both) == 30 and max(both.values()) == 1
 
 
 def test_a_relay_held_to_its_rate_passes_the_rest_to_the_other(smtp_server):

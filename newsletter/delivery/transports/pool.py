@@ -241,10 +241,17 @@ class _Send:
                 if (envelope := self._steal(relay)) is not None:
                     self._hand(envelope, relay)
                     return envelope
-                if not (self.pending or self.owner or any(self.queues.values())):
-                    return None  # nothing left, and nothing in flight that may come back
+                if not (self.pending or self._owned_elsewhere(relay) or any(self.queues.values())):
+                    return None  # nothing left, and nothing another relay may give back
             await self._wait()
         return None
+
+    def _owned_elsewhere(self, relay: Relay) -> bool:
+        """True while another relay holds envelopes it may yet give back. (What ``relay``
+        itself holds never comes back to it: an envelope is not routed twice to one relay,
+        and one its transport took but could not try, it returns only when all of
+        ``relay``'s connections have stopped asking, so waiting for those would never end.)"""
+        return any(owner is not relay for _, owner in self.owner.values())
 
     def _steal(self, relay: Relay) -> Envelope | None:
         """At the end of the source, an envelope waiting for a busier relay that ``relay``
